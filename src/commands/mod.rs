@@ -1,0 +1,47 @@
+//! One module per subcommand, plus what they share: loading a model with its
+//! weights and reporting warnings.
+
+pub mod init;
+pub mod inspect;
+
+use std::path::{Path, PathBuf};
+
+use ternc_frontend::{load_cfg, weights};
+use ternc_ir::Graph;
+
+/// Where a model's parameters come from.
+#[derive(clap::Args, Debug, Clone)]
+pub struct WeightsArgs {
+    /// Darknet .weights file (omit for random weights where a command allows it).
+    #[arg(long, value_name = "FILE")]
+    pub weights: Option<PathBuf>,
+    /// Load only the first N layers from --weights (a backbone such as darknet53.conv.74).
+    #[arg(long, value_name = "N", requires = "weights")]
+    pub weights_prefix: Option<usize>,
+}
+
+/// Loads a cfg, printing its warnings to stderr.
+pub fn load_graph(cfg: &Path) -> anyhow::Result<Graph> {
+    let lowered = load_cfg(cfg)?;
+    for w in &lowered.warnings {
+        eprintln!("{w}");
+    }
+    Ok(lowered.graph)
+}
+
+/// Loads a cfg and its weights; with a prefix, the layers not in the file get
+/// random weights (seed 0), as training from a backbone expects.
+pub fn load_model(cfg: &Path, w: &WeightsArgs) -> anyhow::Result<Graph> {
+    let mut graph = load_graph(cfg)?;
+    if let Some(path) = &w.weights {
+        let loaded = weights::read(path, &graph, w.weights_prefix)?;
+        if w.weights_prefix.is_some() {
+            graph.params = ternc_frontend::init::init(&graph, 0);
+            graph.params.seen = loaded.seen;
+        }
+        for (i, p) in loaded.layers {
+            graph.params.layers.insert(i, p);
+        }
+    }
+    Ok(graph)
+}
