@@ -2,7 +2,7 @@
 //! (all whitespace inside a line is dropped; `#` and `;` start comment lines; the
 //! first occurrence of a key wins), but with every malformed line an error.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
 
 use ternc_ir::{InputError, Warning};
@@ -114,6 +114,7 @@ pub fn parse(path: &Path, text: &str) -> Result<CfgFile, InputError> {
 pub struct Options<'a> {
     pub path: &'a Path,
     pub section: &'a Section,
+    notes: RefCell<Vec<Warning>>,
 }
 
 /// A value without a trailing `#comment` (Darknet's atoi/atof stop there too).
@@ -124,7 +125,20 @@ fn bare(value: &str) -> &str {
 
 impl<'a> Options<'a> {
     pub fn new(path: &'a Path, section: &'a Section) -> Self {
-        Options { path, section }
+        Options {
+            path,
+            section,
+            notes: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Records a warning about something Darknet tolerates at `line`.
+    pub fn warn(&self, line: usize, msg: impl Into<String>) {
+        self.notes.borrow_mut().push(Warning {
+            file: self.path.to_path_buf(),
+            line,
+            msg: msg.into(),
+        });
     }
 
     pub fn err(&self, line: usize, msg: impl Into<String>) -> InputError {
@@ -271,9 +285,10 @@ impl<'a> Options<'a> {
         Ok(())
     }
 
-    /// Warnings for keys this section does not know and for repeated keys.
+    /// Warnings recorded with [`Options::warn`], then for keys this section does not
+    /// know and for repeated keys.
     pub fn warnings(&self, known: &[&str]) -> Vec<Warning> {
-        let mut out = Vec::new();
+        let mut out = self.notes.take();
         for (i, e) in self.section.entries.iter().enumerate() {
             let name = &self.section.name;
             if let Some(first) = self.section.entries[..i].iter().find(|f| f.key == e.key) {

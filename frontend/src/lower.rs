@@ -4,7 +4,7 @@
 use ternc_ir::{
     Activation, Connected, Conv, Cost, Dropout, Graph, InputError, MaxPool, NetConfig, NodeIndex,
     Op, Policy, Region, Reorg, ReorgKind, Route, Sam, ScaleChannels, Shortcut, ShortcutWeights,
-    Softmax, Upsample, Warning, Yolo,
+    Softmax, Upsample, Warning, Yolo, MAX_TENSOR_BYTES,
 };
 
 use crate::cfg::{CfgFile, Options};
@@ -274,6 +274,17 @@ fn parse_net(o: &Options) -> Result<NetConfig, InputError> {
         // Darknet's non-image networks: a flat input of `inputs` values.
         (net.channels, net.height, net.width) = (inputs, 1, 1);
     }
+    // Every later shape is checked when its layer is added; the input must be too.
+    let bytes = net.channels as u128 * net.height as u128 * net.width as u128 * 4;
+    if bytes > MAX_TENSOR_BYTES as u128 {
+        return Err(o.section_err(format!(
+            "input {}x{}x{} needs {bytes} bytes, over the {} GiB limit for one tensor",
+            net.width,
+            net.height,
+            net.channels,
+            MAX_TENSOR_BYTES >> 30
+        )));
+    }
     net.policy = match o
         .choice(
             "policy",
@@ -358,25 +369,33 @@ fn layer_refs(o: &Options, key: &str, index: usize) -> Result<Vec<usize>, InputE
         .collect()
 }
 
-fn anchors(o: &Options, count: usize) -> Result<Vec<f32>, InputError> {
-    match o.float_list("anchors")? {
-        // Darknet initialises absent anchors to 0.5.
-        None => Ok(vec![0.5; 2 * count]),
-        Some(mut a) => {
-            if a.len() < 2 * count {
-                return Err(o.err(
-                    o.line_of("anchors"),
-                    format!(
-                        "{} anchor values for num={count}: expected {} (w,h pairs)",
-                        a.len(),
-                        2 * count
-                    ),
-                ));
-            }
-            a.truncate(2 * count);
-            Ok(a)
-        }
+/// More anchors than any model has. `num` sizes allocations (default anchors and
+/// mask), so a typo such as `num=2147483647` must be an error, not an abort.
+const MAX_ANCHORS: usize = 1 << 16;
+
+fn num_anchors(o: &Options) -> Result<usize, InputError> {
+    let num = o.int_min("num", 1, 1)?;
+    if num > MAX_ANCHORS {
+        return Err(o.err(
+            o.line_of("num"),
+            format!("num={num}: expected at most {MAX_ANCHORS} anchors"),
+        ));
     }
+    Ok(num)
+}
+
+/// `2·count` anchor values; Darknet fills missing ones with 0.5 and ignores extras.
+fn anchors(o: &Options, count: usize) -> Result<Vec<f32>, InputError> {
+    let mut a = o.float_list("anchors")?.unwrap_or_default();
+    if a.len() < 2 * count {
+        o.warn(
+            o.line_of("anchors"),
+            format!("{} anchor values for {count} anchors: expected {}; the missing ones are 0.5, as in Darknet", a.len(), 2 * count),
+        );
+        a.resize(2 * count, 0.5);
+    }
+    a.truncate(2 * count);
+    Ok(a)
 }
 
 fn conv(o: &Options) -> Result<Op, InputError> {
@@ -404,19 +423,27 @@ fn conv(o: &Options) -> Result<Op, InputError> {
             sy = stride;
         }
     }
-    let dilation = o.int_min("dilation", 1, 1)?;
+    let dilation = if size == 1 {
+        1
+    } else {
+        o.int_min("dilation", 1, 1)?
+    };
     let pad = if o.flag("pad", false)? {
         size / 2
     } else {
         o.int_min("padding", 0, 0)?
     };
+    // Darknet's im2col pads by pad·dilation, so a dilated 3x3 with pad=1 keeps the size.
+    let pad = pad
+        .checked_mul(dilation)
+        .ok_or_else(|| o.section_err("padding x dilation is too large"))?;
     Ok(Op::Conv(Conv {
         filters: o.int_min("filters", 1, 1)?,
         size,
         stride_x: sx as usize,
         stride_y: sy as usize,
         pad,
-        dilation: if size == 1 { 1 } else { dilation },
+        dilation,
         groups: o.int_min("groups", 1, 1)?,
         batch_normalize: o.flag("batch_normalize", false)? || o.flag("cbn", false)?,
         activation: activation(o, "logistic")?,
@@ -437,20 +464,32 @@ fn maxpool(o: &Options) -> Result<Op, InputError> {
 }
 
 fn yolo(o: &Options) -> Result<Op, InputError> {
-    let total = o.int_min("num", 1, 1)?;
+    let num = o.int_min("num", 1, 1)?;
+    let line = o.line_of("mask");
     let mask = match o.int_list("mask")? {
-        None => (0..total).collect(),
-        Some(m) => {
-            let line = o.line_of("mask");
-            m.into_iter()
-                .map(|v| {
-                    usize::try_from(v).ok().filter(|&v| v < total).ok_or_else(|| {
-                        o.err(line, format!("mask value {v} is not an anchor index: expected 0..={} (num={total})", total - 1))
-                    })
+        None => (0..num).collect(),
+        Some(m) => m
+            .into_iter()
+            .map(|v| {
+                usize::try_from(v).map_err(|_| {
+                    o.err(
+                        line,
+                        format!("mask value {v}: expected an anchor index >= 0"),
+                    )
                 })
-                .collect::<Result<Vec<_>, _>>()?
-        }
+            })
+            .collect::<Result<Vec<_>, _>>()?,
     };
+    let mut total = num;
+    if let Some(&beyond) = mask.iter().filter(|&&m| m >= num).max() {
+        // Darknet reads past its anchor array here; use the anchors the cfg wrote.
+        let given = o.float_list("anchors")?.map_or(0, |a| a.len() / 2);
+        if beyond >= given {
+            return Err(o.err(line, format!("mask value {beyond} needs anchor pair {beyond}, but num={num} and anchors= has {given} pairs")));
+        }
+        o.warn(line, format!("mask value {beyond} is not below num={num}; using the anchor pairs written in anchors="));
+        total = beyond + 1;
+    }
     let loss = ["mse", "iou", "giou", "diou", "ciou"];
     Ok(Op::Yolo(Yolo {
         classes: o.int_min("classes", 20, 1)?,
@@ -487,7 +526,7 @@ fn yolo(o: &Options) -> Result<Op, InputError> {
 
 fn region(o: &Options) -> Result<Op, InputError> {
     o.unsupported(&["tree", "map"])?;
-    let num = o.int_min("num", 1, 1)?;
+    let num = num_anchors(o)?;
     Ok(Op::Region(Region {
         classes: o.int_min("classes", 20, 1)?,
         coords: o.int_min("coords", 4, 4)?,
@@ -740,7 +779,10 @@ pub fn lower(cfg: &CfgFile) -> Result<Lowered, InputError> {
             .map_err(|msg| o.section_err(format!("layer {index}: {msg}")))?;
     }
     if graph.num_layers() == 0 {
-        return Err(InputError::whole(path, "no layers after [net]"));
+        return Err(o.err(
+            first.line,
+            "no layers after [net]: expected at least one layer section such as [convolutional]",
+        ));
     }
     Ok(Lowered { graph, warnings })
 }

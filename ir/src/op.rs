@@ -9,7 +9,8 @@ pub struct Conv {
     pub size: usize,
     pub stride_x: usize,
     pub stride_y: usize,
-    /// Zero padding on each side (`pad=1` means `size/2`, else `padding=`).
+    /// Zero padding on each side as Darknet's im2col applies it: `pad=1` means
+    /// `size/2`, else `padding=`; either times `dilation`.
     pub pad: usize,
     pub dilation: usize,
     pub groups: usize,
@@ -563,7 +564,8 @@ impl Op {
         let x = inputs.first().copied().unwrap_or_default();
         match self {
             Op::Conv(c) => 2.0 * c.nweights(x.c) as f64 * out.plane() as f64 / 1e9,
-            Op::MaxPool(p) => (p.size * p.size * x.c * out.plane()) as f64 / 1e9,
+            // In f64: `size` may be huge (the default padding makes any window fit).
+            Op::MaxPool(p) => p.size as f64 * p.size as f64 * x.c as f64 * out.plane() as f64 / 1e9,
             Op::Shortcut(s) => {
                 let n = inputs.len().saturating_sub(1);
                 let f = (out.numel() * n) as f64 / 1e9;

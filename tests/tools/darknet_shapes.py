@@ -26,8 +26,9 @@ deliberately written without looking at the project's own Rust parser.
 Deviations from literal Darknet behaviour that the caller asked for (they do
 not matter for any cfg currently in the repository, see warnings printed):
   * convolutional output size uses the dilated kernel extent
-    ((size-1)*dilation+1); Darknet's convolutional_out_height() uses plain
-    `size`.  A warning is printed whenever dilation > 1 is met.
+    ((size-1)*dilation+1) and the padding pad*dilation that Darknet's im2col
+    applies; Darknet's convolutional_out_height() uses plain `size` and `pad`,
+    which agrees for odd kernels with pad=size/2.
   * softmax / cost report output = input shape; Darknet never sets out_w/h/c
     for these layers (they stay 0), but their `outputs` equals `inputs`.
   * type names: [reorg] -> "reorg", [reorg3d] -> "reorg3d" (Darknet's own
@@ -353,9 +354,8 @@ def analyse(path: str) -> tuple[dict, list[str]]:
                 raise CfgError(f"layer {index}: Layer before convolutional layer must output image.")
             if groups < 1 or pc % groups:
                 raise CfgError(f"layer {index}: channels {pc} not divisible by groups {groups}")
-            if dilation > 1:
-                warnings.append(f"layer {index}: dilation={dilation}: using dilated extent for the output"
-                                " size (Darknet's convolutional_out_height() ignores dilation)")
+            # Darknet's forward pass calls im2col_cpu_ext with padding pad*dilation.
+            padding *= dilation
             ext = (size - 1) * dilation + 1
             oh = cdiv(ph + 2 * padding - ext, stride_y) + 1
             ow = cdiv(pw + 2 * padding - ext, stride_x) + 1
