@@ -22,6 +22,7 @@ pub use error::{InputError, Loc, Warning};
 pub use graph::{Graph, Node, NodeIndex};
 pub use net::{NetConfig, Policy};
 pub use op::{
+    shortcut_ratio,
     Connected, Conv, Cost, Dropout, MaxPool, Op, Region, Reorg, ReorgKind, Route, Sam,
     ScaleChannels, Shortcut, ShortcutWeights, Softmax, Upsample, Yolo,
 };

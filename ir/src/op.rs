@@ -432,6 +432,8 @@ impl Op {
                 positive(&[("stride", s)])?;
                 if u.stride > 0 {
                     Ok(Shape::new(x.c, mul(x.h, s)?, mul(x.w, s)?))
+                } else if x.h % s != 0 || x.w % s != 0 {
+                    Err(format!("upsample stride={} does not divide the {}x{} input", u.stride, x.w, x.h))
                 } else {
                     Ok(Shape::new(x.c, x.h / s, x.w / s))
                 }
@@ -440,24 +442,25 @@ impl Op {
                 let s = r.stride;
                 positive(&[("stride", s)])?;
                 let s2 = mul(s, s)?;
-                if r.reverse {
-                    if x.c % s2 != 0 {
-                        return Err(format!(
-                            "reverse reorg needs channels divisible by stride²={}, got {}",
-                            s * s,
-                            x.c
-                        ));
-                    }
-                    Ok(Shape::new(x.c / s2, mul(x.h, s)?, mul(x.w, s)?))
+                // Darknet's reorg_cpu reinterprets the buffer as [C/s², H·s, W·s] for some
+                // [C,H,W]: these checks keep every index it forms inside the tensor.
+                let out = if r.reverse {
+                    Shape::new(x.c / s2, mul(x.h, s)?, mul(x.w, s)?)
                 } else {
                     if x.h % s != 0 || x.w % s != 0 {
-                        return Err(format!(
-                            "reorg stride={s} does not divide the {}x{} input",
-                            x.w, x.h
-                        ));
+                        return Err(format!("reorg stride={s} does not divide the {}x{} input", x.w, x.h));
                     }
-                    Ok(Shape::new(mul(x.c, s2)?, x.h / s, x.w / s))
+                    Shape::new(mul(x.c, s2)?, x.h / s, x.w / s)
+                };
+                let c = match (r.kind, r.reverse) {
+                    (ReorgKind::ThreeD, true) => out.c,
+                    (ReorgKind::ThreeD, false) => x.c * s2,
+                    (ReorgKind::Old, _) => x.c,
+                };
+                if (r.reverse && x.c % s2 != 0) || c % s2 != 0 {
+                    return Err(format!("reorg stride={s} needs channels divisible by {s2}, got {}", x.c));
                 }
+                Ok(out)
             }
             Op::Yolo(y) => {
                 let need = y.n() * (y.classes + 5);
