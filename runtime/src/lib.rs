@@ -1,5 +1,14 @@
 //! Execution of ternc graphs.
 //!
-//! Will hold the reference interpreter (the oracle every backend is tested against),
-//! the runner for JIT-compiled kernels, image loading with Darknet's resize and
-//! letterbox, YOLO / region decoding, NMS and drawing.
+//! [`reference`] is the reference interpreter (the oracle every backend is tested
+//! against). To come: the runner for JIT-compiled kernels.
+
+pub mod detect;
+pub mod draw;
+pub mod image;
+pub mod npy;
+pub mod reference;
+mod tensor;
+
+pub use reference::{LayerDone, Reference, RunError};
+pub use tensor::Tensor;
