@@ -464,7 +464,7 @@ fn maxpool(o: &Options) -> Result<Op, InputError> {
 }
 
 fn yolo(o: &Options) -> Result<Op, InputError> {
-    let num = o.int_min("num", 1, 1)?;
+    let num = num_anchors(o)?;
     let line = o.line_of("mask");
     let mask = match o.int_list("mask")? {
         None => (0..num).collect(),
