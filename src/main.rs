@@ -20,6 +20,12 @@ enum Command {
     Inspect(commands::inspect::Args),
     /// Write random Darknet weights for a cfg (He-normal, deterministic per seed).
     Init(commands::init::Args),
+    /// Run a model on one input; print the heads or dump every layer's output.
+    Run(commands::run::Args),
+    /// Detect objects in images: boxes as text or JSON, annotated PNGs.
+    Detect(commands::detect::Args),
+    /// Time inference: median/min/max per image and per layer.
+    Bench(commands::bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -27,6 +33,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Inspect(a) => commands::inspect::run(a),
         Command::Init(a) => commands::init::run(a),
+        Command::Run(a) => commands::run::run(a),
+        Command::Detect(a) => commands::detect::run(a),
+        Command::Bench(a) => commands::bench::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

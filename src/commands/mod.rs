@@ -1,8 +1,11 @@
 //! One module per subcommand, plus what they share: loading a model with its
 //! weights and reporting warnings.
 
+pub mod bench;
+pub mod detect;
 pub mod init;
 pub mod inspect;
+pub mod run;
 
 use std::path::{Path, PathBuf};
 
@@ -42,6 +45,28 @@ pub fn load_model(cfg: &Path, w: &WeightsArgs) -> anyhow::Result<Graph> {
         for (i, p) in loaded.layers {
             graph.params.layers.insert(i, p);
         }
+    }
+    Ok(graph)
+}
+
+/// Which engine executes the model.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The reference interpreter (float32, Darknet's exact semantics).
+    Reference,
+}
+
+/// `--threads`, defaulting to every core.
+pub fn threads(requested: Option<usize>) -> usize {
+    requested.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1)
+}
+
+/// Like [`load_model`], but random weights (seed 0) when no file is given.
+pub fn load_model_or_random(cfg: &Path, w: &WeightsArgs) -> anyhow::Result<Graph> {
+    let mut graph = load_model(cfg, w)?;
+    if w.weights.is_none() {
+        eprintln!("no --weights: using random weights (seed 0)");
+        graph.params = ternc_frontend::init::init(&graph, 0);
     }
     Ok(graph)
 }
