@@ -13,7 +13,18 @@ pub fn activate(x: &mut [f32], act: Activation, c: usize, plane: usize) {
         Activation::NormChanSoftmax | Activation::NormChanSoftmaxMaxval => {
             softmax_channels(x, c, plane, act == Activation::NormChanSoftmaxMaxval)
         }
-        _ => x.par_chunks_mut(PAR_CHUNK).for_each(|chunk| chunk.iter_mut().for_each(|v| *v = act.apply(*v))),
+        _ => x.par_chunks_mut(PAR_CHUNK).for_each(|chunk| activate_row(chunk, act)),
+    }
+}
+
+/// An elementwise activation over a slice, with the common ones as tight loops the
+/// compiler vectorises.
+pub fn activate_row(x: &mut [f32], act: Activation) {
+    match act {
+        Activation::Linear => {}
+        Activation::Leaky => x.iter_mut().for_each(|v| *v = if *v > 0.0 { *v } else { 0.1 * *v }),
+        Activation::Relu => x.iter_mut().for_each(|v| *v = v.max(0.0)),
+        _ => x.iter_mut().for_each(|v| *v = act.apply(*v)),
     }
 }
 

@@ -45,6 +45,8 @@ pub struct Reference<'g> {
     prepared: Vec<Prepared>,
     threads: usize,
     pool: rayon::ThreadPool,
+    /// Freed activation buffers, reused so repeated runs do not fault in fresh pages.
+    buffers: std::sync::Mutex<Vec<Vec<f32>>>,
 }
 
 impl<'g> Reference<'g> {
@@ -57,7 +59,7 @@ impl<'g> Reference<'g> {
             prepared.push(prepare(graph, i)?);
         }
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("thread pool");
-        Ok(Reference { graph, prepared, threads, pool })
+        Ok(Reference { graph, prepared, threads, pool, buffers: Default::default() })
     }
 
     /// Runs a batch; `on_layer` sees every layer's output as it is produced (for
@@ -106,16 +108,35 @@ impl<'g> Reference<'g> {
                 for src in g.inputs(g.layers[i]) {
                     if let Some(l) = g.node(src).layer {
                         if last_use[l] == i && !keep.contains(&l) {
-                            values[l] = None;
+                            self.recycle(values[l].take());
                         }
                     }
                 }
                 if last_use[i] == 0 && !keep.contains(&i) && i + 1 < n {
-                    values[i] = None;
+                    self.recycle(values[i].take());
                 }
             }
             Ok(keep.into_iter().map(|l| (l, values[l].take().expect("kept"))).collect())
         }
+    }
+
+    fn recycle(&self, t: Option<Tensor>) {
+        if let Some(t) = t {
+            self.buffers.lock().expect("buffer pool").push(t.data);
+        }
+    }
+
+    /// An output tensor on a reused buffer. Its contents are stale: every op below
+    /// writes its whole output.
+    fn output(&self, n: usize, shape: Shape) -> Tensor {
+        let len = n * shape.numel();
+        let mut pool = self.buffers.lock().expect("buffer pool");
+        // the smallest free buffer that fits, else a new one
+        let best = (0..pool.len()).filter(|&i| pool[i].capacity() >= len).min_by_key(|&i| pool[i].capacity());
+        let mut data = best.map(|i| pool.swap_remove(i)).unwrap_or_default();
+        data.truncate(len);
+        data.resize(len, 0.0);
+        Tensor::from_vec(n, shape, data)
     }
 
     /// One layer over the whole batch.
@@ -123,7 +144,7 @@ impl<'g> Reference<'g> {
         let node = self.graph.layer(i);
         let out_shape = node.shape;
         let (x, xs) = ins[0];
-        let mut y = Tensor::zeros(x.n, out_shape);
+        let mut y = self.output(x.n, out_shape);
         for b in 0..x.n {
             let xb = x.image(b);
             let yb = y.image_mut(b);

@@ -1,5 +1,6 @@
 //! The non-convolution layers, one image at a time, each as Darknet's CPU forward.
 
+use rayon::prelude::*;
 use ternc_ir::{shortcut_ratio, MaxPool, Region, Reorg, ReorgKind, Shape, Yolo};
 
 fn logistic(x: f32) -> f32 {
@@ -8,28 +9,38 @@ fn logistic(x: f32) -> f32 {
 
 /// `forward_maxpool_layer`: windows start at `−padding/2`; taps outside are skipped.
 pub fn maxpool(x: &[f32], input: Shape, p: &MaxPool, out: Shape, y: &mut [f32]) {
-    let off = -((p.padding / 2) as isize);
-    for k in 0..input.c {
+    let off = (p.padding / 2) as isize;
+    let (ih, iw, size) = (input.h as isize, input.w as isize, p.size as isize);
+    // Output columns whose window lies wholly inside a row: no bounds checks there.
+    let first = |o: usize, s: usize| (o * s) as isize - off;
+    let inside = |o: &usize| first(*o, p.stride_x) >= 0 && first(*o, p.stride_x) + size <= iw;
+    let (lo, hi) = match (0..out.w).position(|o| inside(&o)) {
+        Some(lo) => (lo, lo + (lo..out.w).take_while(inside).count()),
+        None => (0, 0),
+    };
+    y.par_chunks_mut(out.plane()).enumerate().for_each(|(k, dst)| {
         let plane = &x[k * input.plane()..(k + 1) * input.plane()];
         for oy in 0..out.h {
-            for ox in 0..out.w {
-                let mut best = f32::MIN;
-                for dy in 0..p.size {
-                    let iy = off + (oy * p.stride_y + dy) as isize;
-                    if iy < 0 || iy >= input.h as isize {
-                        continue;
+            let y0 = first(oy, p.stride_y);
+            let (dy0, dy1) = ((-y0).max(0) as usize, (ih - y0).min(size).max(0) as usize);
+            let rows: Vec<&[f32]> = (dy0..dy1).map(|dy| &plane[(y0 + dy as isize) as usize * input.w..][..input.w]).collect();
+            let line = &mut dst[oy * out.w..(oy + 1) * out.w];
+            for (ox, v) in line.iter_mut().enumerate() {
+                let x0 = first(ox, p.stride_x);
+                *v = if (lo..hi).contains(&ox) {
+                    let x0 = x0 as usize;
+                    if p.size == 2 {
+                        rows.iter().fold(f32::MIN, |m, r| m.max(r[x0].max(r[x0 + 1])))
+                    } else {
+                        rows.iter().fold(f32::MIN, |m, r| r[x0..x0 + p.size].iter().fold(m, |m, &t| m.max(t)))
                     }
-                    for dx in 0..p.size {
-                        let ix = off + (ox * p.stride_x + dx) as isize;
-                        if ix >= 0 && ix < input.w as isize {
-                            best = best.max(plane[iy as usize * input.w + ix as usize]);
-                        }
-                    }
-                }
-                y[k * out.plane() + oy * out.w + ox] = best;
+                } else {
+                    let (dx0, dx1) = ((-x0).max(0) as usize, (iw - x0).min(size).max(0) as usize);
+                    rows.iter().fold(f32::MIN, |m, r| (dx0..dx1).fold(m, |m, dx| m.max(r[(x0 + dx as isize) as usize])))
+                };
             }
         }
-    }
+    });
 }
 
 /// Global average per channel.
