@@ -22,7 +22,8 @@ pub struct Detection {
     pub class: usize,
     /// `objectness · class probability`, Darknet's `prob[class]`.
     pub score: f32,
-    /// `x0, y0, x1, y1` in pixels of the original image, clipped to `[0, w] × [0, h]`.
+    /// `x0, y0, x1, y1` in pixels of the original image; [`clip_to_image`] clamps it
+    /// to `[0, w] × [0, h]` (after NMS, as Darknet does).
     pub bbox: [f32; 4],
     pub objectness: f32,
 }
@@ -67,7 +68,7 @@ impl Correction {
         })
     }
 
-    /// The box in pixels of the original image, clipped to it. The offset term is in
+    /// The box in pixels of the original image, not clipped. The offset term is in
     /// double precision, as in `correct_yolo_boxes` (`deltaw / 2. / netw`).
     fn to_pixels(&self, b: BoxRel) -> [f32; 4] {
         let (ratio_w, ratio_h) = (self.new_w / self.net_w, self.new_h / self.net_h);
@@ -80,21 +81,26 @@ impl Correction {
         let w = (b.w * (1.0 / ratio_w)) as f64;
         let h = (b.h * (1.0 / ratio_h)) as f64;
         let (iw, ih) = (self.img_w as f64, self.img_h as f64);
-        [
-            clip((x - w / 2.0) * iw, self.img_w),
-            clip((y - h / 2.0) * ih, self.img_h),
-            clip((x + w / 2.0) * iw, self.img_w),
-            clip((y + h / 2.0) * ih, self.img_h),
-        ]
+        [(x - w / 2.0) * iw, (y - h / 2.0) * ih, (x + w / 2.0) * iw, (y + h / 2.0) * ih].map(finite)
     }
 }
 
-/// Clamps to `[0, hi]`; NaN (from a NaN network output) becomes 0.
-fn clip(v: f64, hi: f32) -> f32 {
+/// NaN (from a NaN network output) becomes 0, infinities the largest finite value.
+fn finite(v: f64) -> f32 {
     if v.is_nan() {
         0.0
     } else {
-        (v as f32).clamp(0.0, hi)
+        (v as f32).clamp(f32::MIN, f32::MAX)
+    }
+}
+
+/// Clamps boxes to the `img_w × img_h` image. Darknet clips only after NMS (when it
+/// draws or prints), so call this after [`nms`] to suppress exactly as it does.
+pub fn clip_to_image(dets: &mut [Detection], img_w: usize, img_h: usize) {
+    let (w, h) = (img_w as f32, img_h as f32);
+    for d in dets {
+        let [x0, y0, x1, y1] = d.bbox;
+        d.bbox = [x0.clamp(0.0, w), y0.clamp(0.0, h), x1.clamp(0.0, w), y1.clamp(0.0, h)];
     }
 }
 
@@ -618,11 +624,13 @@ mod tests {
     #[test]
     fn region_plain() {
         // 416×416 image: cx = 112, w = 109.44 → x 57.28..166.72;
-        // cy = 304, h = 282.24 → y 162.88..445.12, clipped to 416.
-        let dets = region_case(false, 416, 416);
+        // cy = 304, h = 282.24 → y 162.88..445.12, clipped to 416 after NMS.
+        let mut dets = region_case(false, 416, 416);
         assert_eq!(dets.len(), 1, "{dets:?}");
         assert_eq!(dets[0].class, 0);
         assert!((dets[0].score - 0.72).abs() < 1e-6);
+        assert_box(dets[0].bbox, [57.28, 162.88, 166.72, 445.12]);
+        clip_to_image(&mut dets, 416, 416);
         assert_box(dets[0].bbox, [57.28, 162.88, 166.72, 416.0]);
     }
 
@@ -631,8 +639,10 @@ mod tests {
         // 640×480 letterboxed: x: 3.5/13·640 = 172.308 ± 3.42/13·640/2 → 88.123..256.492;
         // y = (9.5/13 − .125)/.75 = .807692 → 387.692, h = 8.82/13/.75·480 = 434.215
         //   → 170.585..604.8, clipped to 480.
-        let dets = region_case(true, 640, 480);
+        let mut dets = region_case(true, 640, 480);
         assert_eq!(dets.len(), 1, "{dets:?}");
+        assert_box(dets[0].bbox, [88.123, 170.585, 256.492, 604.8]);
+        clip_to_image(&mut dets, 640, 480);
         assert_box(dets[0].bbox, [88.123, 170.585, 256.492, 480.0]);
     }
 

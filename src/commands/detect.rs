@@ -5,7 +5,7 @@ use anyhow::Context;
 use serde_json::json;
 use ternc_frontend::data::read_names;
 use ternc_ir::{Graph, InputError, Op};
-use ternc_runtime::detect::{decode_region, decode_yolo, nms, Detection};
+use ternc_runtime::detect::{clip_to_image, decode_region, decode_yolo, nms, Detection};
 use ternc_runtime::{draw, image, Reference, Tensor};
 
 use super::WeightsArgs;
@@ -72,6 +72,7 @@ pub fn detect_image(
         }
     }
     nms(&mut dets, nms_thresh);
+    clip_to_image(&mut dets, im.w, im.h);
     Ok(dets)
 }
 
