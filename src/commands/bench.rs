@@ -95,6 +95,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             "median_ms": med, "min_ms": min, "max_ms": max,
             "gflops_per_s": graph.total_bflops() / (med / 1e3),
             "peak_rss_bytes": peak_rss_bytes(),
+            "peak_live_activation_bytes": engine.peak_live_bytes(),
+            "all_activations_bytes": engine.all_outputs_bytes(),
             "layers": layers,
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
@@ -107,8 +109,13 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             println!("{:>5}  {:<14} {:>10.3} {:>8}", l["index"], l["type"].as_str().unwrap_or(""), t, rate);
         }
         println!(
-            "median {med:.2} ms, min {min:.2} ms, max {max:.2} ms ({:.1} GFLOP/s); peak RSS {} MiB",
+            "median {med:.2} ms, min {min:.2} ms, max {max:.2} ms ({:.1} GFLOP/s)",
             graph.total_bflops() / (med / 1e3),
+        );
+        println!(
+            "memory: peak live activations {:.1} MiB (all outputs {:.1} MiB), peak RSS {} MiB",
+            engine.peak_live_bytes() as f64 / (1 << 20) as f64,
+            engine.all_outputs_bytes() as f64 / (1 << 20) as f64,
             peak_rss_bytes().map_or("?".into(), |b| (b >> 20).to_string())
         );
     }

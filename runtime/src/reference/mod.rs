@@ -5,6 +5,7 @@ mod activation;
 mod conv;
 mod ops;
 
+use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
 use ternc_ir::{Graph, Op, Shape, ShortcutWeights};
@@ -23,10 +24,11 @@ pub struct LayerDone<'a> {
 }
 
 /// Per-layer state prepared once: effective weights and epilogues.
-enum Prepared {
+enum Prepared<'g> {
     None,
-    Conv { weights: Vec<f32>, epilogue: Epilogue },
-    Connected { weights: Vec<f32>, epilogue: Epilogue },
+    /// Borrowed from the graph unless ternarized.
+    Conv { weights: Cow<'g, [f32]>, epilogue: Epilogue },
+    Connected { weights: &'g [f32], epilogue: Epilogue },
     /// Normalised per-input weights of a weighted shortcut: `[n+1][c or 1]`.
     Shortcut { weights: Vec<f32>, per_channel: bool },
 }
@@ -42,11 +44,12 @@ pub enum RunError {
 
 pub struct Reference<'g> {
     graph: &'g Graph,
-    prepared: Vec<Prepared>,
+    prepared: Vec<Prepared<'g>>,
     threads: usize,
     pool: rayon::ThreadPool,
     /// Freed activation buffers, reused so repeated runs do not fault in fresh pages.
     buffers: std::sync::Mutex<Vec<Vec<f32>>>,
+    peak_live: std::sync::atomic::AtomicUsize,
 }
 
 impl<'g> Reference<'g> {
@@ -59,7 +62,7 @@ impl<'g> Reference<'g> {
             prepared.push(prepare(graph, i)?);
         }
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("thread pool");
-        Ok(Reference { graph, prepared, threads, pool, buffers: Default::default() })
+        Ok(Reference { graph, prepared, threads, pool, buffers: Default::default(), peak_live: Default::default() })
     }
 
     /// Runs a batch; `on_layer` sees every layer's output as it is produced (for
@@ -70,9 +73,9 @@ impl<'g> Reference<'g> {
         if input.shape != want {
             return Err(RunError::InputShape { got: input.dims(), want });
         }
+        let g = self.graph;
+        let n = g.num_layers();
         {
-            let g = self.graph;
-            let n = g.num_layers();
             let mut keep = g.heads();
             if keep.is_empty() {
                 keep.push(n - 1);
@@ -105,6 +108,8 @@ impl<'g> Reference<'g> {
                 drop(ins);
                 on_layer(LayerDone { layer: i, output: &out, elapsed: start.elapsed() });
                 values[i] = Some(out);
+                let live: usize = values.iter().flatten().map(|t| 4 * t.data.len()).sum();
+                self.peak_live.fetch_max(live, std::sync::atomic::Ordering::Relaxed);
                 for src in g.inputs(g.layers[i]) {
                     if let Some(l) = g.node(src).layer {
                         if last_use[l] == i && !keep.contains(&l) {
@@ -118,6 +123,17 @@ impl<'g> Reference<'g> {
             }
             Ok(keep.into_iter().map(|l| (l, values[l].take().expect("kept"))).collect())
         }
+    }
+
+    /// The most activation bytes alive at once in any run so far (outputs waiting
+    /// for their last reader, the input excluded).
+    pub fn peak_live_bytes(&self) -> usize {
+        self.peak_live.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Sum of all layer outputs for one image: what keeping every tensor would cost.
+    pub fn all_outputs_bytes(&self) -> usize {
+        (0..self.graph.num_layers()).map(|i| 4 * self.graph.layer(i).shape.numel()).sum()
     }
 
     fn recycle(&self, t: Option<Tensor>) {
@@ -228,7 +244,7 @@ impl<'g> Reference<'g> {
     }
 }
 
-fn prepare(g: &Graph, i: usize) -> Result<Prepared, RunError> {
+fn prepare(g: &Graph, i: usize) -> Result<Prepared<'_>, RunError> {
     let node = g.layer(i);
     let kind = node.op.type_name();
     let params = || {
@@ -240,12 +256,16 @@ fn prepare(g: &Graph, i: usize) -> Result<Prepared, RunError> {
     Ok(match &node.op {
         Op::Conv(c) => {
             let p = params()?;
-            let weights = if c.ternary { ternarize_layer(&p.weights, DEFAULT_THRESHOLD) } else { p.weights.clone() };
+            let weights = if c.ternary {
+                Cow::Owned(ternarize_layer(&p.weights, DEFAULT_THRESHOLD))
+            } else {
+                Cow::Borrowed(&p.weights[..])
+            };
             Prepared::Conv { weights, epilogue: Epilogue::new(p, c.activation) }
         }
         Op::Connected(c) => {
             let p = params()?;
-            Prepared::Connected { weights: p.weights.clone(), epilogue: Epilogue::new(p, c.activation) }
+            Prepared::Connected { weights: &p.weights, epilogue: Epilogue::new(p, c.activation) }
         }
         Op::Shortcut(s) if s.weights != ShortcutWeights::None => {
             let p = params()?;
