@@ -45,6 +45,8 @@ matrix back into Darknet's channel-major layout and compare that:
       cls = score / objectness           (OpenCV stores obj*logistic(cls))
   [region] (yolov2; anchors are in grid units, softmax over the classes)
       as above with net_w/net_h replaced by cols/rows and cls = softmax.
+  OpenCV's importer does not pass nms_threshold to a [region] layer, so OpenCV
+  always runs NMS (0.4) there and zeroes suppressed class scores.
   Elements whose OpenCV value could not be inverted (class score exactly 0,
   objectness < 1e-30, non-finite tw/th) are left out and counted ("masked").
   The inversion itself costs a few ulps of the coordinate (bx*cols - col), so
@@ -68,6 +70,14 @@ numpy, with the Ternary Weight Networks rule the darknetTWN fork uses per
 layer: delta = 0.7*mean|W|, t = sign(W) where |W| > delta else 0,
 alpha = mean(|W| : |W| > delta), W' = alpha*t.  ternc gets the raw random
 weights and ternarizes them itself, so this also checks ternc's ternarization.
+
+OpenCV's Winograd convolution
+-----------------------------
+OpenCV (4.7+) computes 3x3 stride-1 convolutions with Winograd F(6,3) by
+default; that alone costs ~3e-6 of normalised error per layer (measured on
+yolov3-tiny layer 0 against a float64 numpy convolution: Winograd 3.0e-6,
+direct 3.0e-7, ternc 2.1e-7).  The script turns it off (net.enableWinograd(False));
+--winograd turns it back on.
 
 Errors
 ------
@@ -378,6 +388,8 @@ def run_model(model: str, args, work: str) -> dict:
     net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
     if args.no_fusion:
         net.enableFusion(False)
+    if not args.winograd and hasattr(net, "enableWinograd"):
+        net.enableWinograd(False)
     groups = group_opencv_layers(net)
     names = []
     for i in range(len(layers)):
@@ -466,13 +478,16 @@ def main() -> int:
     ap.add_argument("--no-eps-fix", action="store_true",
                     help="give OpenCV the batchnorm variances unchanged (its eps is 1e-6, ternc's 1e-5)")
     ap.add_argument("--no-fusion", action="store_true", help="net.enableFusion(False) in OpenCV")
+    ap.add_argument("--winograd", action="store_true",
+                    help="let OpenCV use Winograd for 3x3 convolutions (its default; ~10x larger rounding error)")
     ap.add_argument("--json", metavar="FILE", help="also write all results as JSON")
     args = ap.parse_args()
 
     if not os.access(args.ternc, os.X_OK):
         sys.exit(f"no ternc binary at {args.ternc} (cargo build --release, or pass --ternc)")
     print(f"OpenCV {cv2.__version__}, numpy {np.__version__}, size {args.size}, tol {args.tol:g}, "
-          f"eps fix {'off' if args.no_eps_fix else 'on'}, ternc {args.ternc}")
+          f"eps fix {'off' if args.no_eps_fix else 'on'}, winograd {'on' if args.winograd else 'off'}, "
+          f"fusion {'off' if args.no_fusion else 'on'}, ternc {args.ternc}")
     work = args.keep or tempfile.mkdtemp(prefix="ternc_opencv_")
     os.makedirs(work, exist_ok=True)
     results, failed = [], False
