@@ -22,6 +22,8 @@ enum Command {
     Init(commands::init::Args),
     /// Run a model on one input; print the heads or dump every layer's output.
     Run(commands::run::Args),
+    /// Ternarize chosen layers (TWN): writes PREFIX.cfg with ternary=1 and PREFIX.weights.
+    Ternarize(commands::ternarize::Args),
     /// Detect objects in images: boxes as text or JSON, annotated PNGs.
     Detect(commands::detect::Args),
     /// Time inference: median/min/max per image and per layer.
@@ -35,6 +37,7 @@ fn main() -> ExitCode {
         Command::Init(a) => commands::init::run(a),
         Command::Run(a) => commands::run::run(a),
         Command::Detect(a) => commands::detect::run(a),
+        Command::Ternarize(a) => commands::ternarize::run(a),
         Command::Bench(a) => commands::bench::run(a),
     };
     match result {

@@ -568,6 +568,7 @@ fn layer(
                 output: o.int_min("output", 1, 1)?,
                 batch_normalize: o.flag("batch_normalize", false)?,
                 activation: activation(o, "logistic")?,
+                ternary: false,
             });
             (op, vec![prev], &["output", "activation", "batch_normalize"])
         }

@@ -86,13 +86,49 @@ impl Activation {
             Linear | NormChan | NormChanSoftmax | NormChanSoftmaxMaxval => x,
             Logistic => logistic(x),
             Loggy => 2.0 / (1.0 + (-x).exp()) - 1.0,
-            Relu => if x > 0.0 { x } else { 0.0 },
+            Relu => {
+                if x > 0.0 {
+                    x
+                } else {
+                    0.0
+                }
+            }
             Relu6 => x.clamp(0.0, 6.0),
-            Relie => if x > 0.0 { x } else { 0.01 * x },
-            Ramp => if x > 0.0 { x + 0.1 * x } else { 0.1 * x },
-            Leaky | RevLeaky => if x > 0.0 { x } else { 0.1 * x },
-            Elu => if x >= 0.0 { x } else { x.exp() - 1.0 },
-            Selu => if x >= 0.0 { 1.0507 * x } else { 1.0507 * 1.6732 * (x.exp() - 1.0) },
+            Relie => {
+                if x > 0.0 {
+                    x
+                } else {
+                    0.01 * x
+                }
+            }
+            Ramp => {
+                if x > 0.0 {
+                    x + 0.1 * x
+                } else {
+                    0.1 * x
+                }
+            }
+            Leaky | RevLeaky => {
+                if x > 0.0 {
+                    x
+                } else {
+                    0.1 * x
+                }
+            }
+            Elu => {
+                if x >= 0.0 {
+                    x
+                } else {
+                    x.exp() - 1.0
+                }
+            }
+            Selu => {
+                if x >= 0.0 {
+                    1.0507 * x
+                } else {
+                    1.0507 * 1.6732 * (x.exp() - 1.0)
+                }
+            }
             Gelu => 0.5 * x * (1.0 + (0.797885 * x + 0.035677 * x.powi(3)).tanh()),
             Tanh => 2.0 / (1.0 + (-2.0 * x).exp()) - 1.0,
             Plse => {
@@ -125,7 +161,13 @@ impl Activation {
             Swish => x * logistic(x),
             Mish => {
                 // softplus with Darknet's threshold of 20, then its tanh
-                let sp = if x > 20.0 { x } else if x < -20.0 { x.exp() } else { x.exp().ln_1p() };
+                let sp = if x > 20.0 {
+                    x
+                } else if x < -20.0 {
+                    x.exp()
+                } else {
+                    x.exp().ln_1p()
+                };
                 x * (2.0 / (1.0 + (-2.0 * sp).exp()) - 1.0)
             }
             HardMish => {
@@ -201,7 +243,11 @@ mod tests {
             (Gelu, 1.0, 0.841192),
             (Stair, 3.5, 1.5),
         ] {
-            assert!(close(act.apply(x), y), "{act}({x}) = {} != {y}", act.apply(x));
+            assert!(
+                close(act.apply(x), y),
+                "{act}({x}) = {} != {y}",
+                act.apply(x)
+            );
         }
     }
 }

@@ -34,10 +34,11 @@ fn attrs(op: &Op) -> String {
             if c.ternary { " ternary" } else { "" },
         ),
         Op::Connected(c) => format!(
-            "output={}{} act={}",
+            "output={}{} act={}{}",
             c.output,
             if c.batch_normalize { " bn" } else { "" },
-            c.activation
+            c.activation,
+            if c.ternary { " ternary" } else { "" },
         ),
         Op::MaxPool(p) => format!(
             "size={} stride={} padding={}",
@@ -100,6 +101,29 @@ fn attrs(op: &Op) -> String {
     }
 }
 
+/// What the parameter store holds for a layer: ` {b=16 bn w=432 t=432/16}` (`t` =
+/// ternary codes / scales).
+fn param_summary(p: &crate::LayerParams) -> String {
+    let mut parts = Vec::new();
+    if !p.biases.is_empty() {
+        parts.push(format!("b={}", p.biases.len()));
+    }
+    if p.bn.is_some() {
+        parts.push("bn".to_string());
+    }
+    if !p.weights.is_empty() {
+        parts.push(format!("w={}", p.weights.len()));
+    }
+    if let Some(t) = &p.ternary {
+        parts.push(format!("t={}/{}", t.codes.len(), t.scales.len()));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" {{{}}}", parts.join(" "))
+    }
+}
+
 impl Graph {
     fn value_name(&self, n: NodeIndex) -> String {
         match self.g[n].layer {
@@ -136,9 +160,13 @@ impl Graph {
                 .collect();
             let a = attrs(&node.op);
             let sep = if a.is_empty() { "" } else { " " };
+            let params = node
+                .layer
+                .and_then(|l| self.params.layer(l))
+                .map_or(String::new(), param_summary);
             let _ = writeln!(
                 s,
-                "{} = {} {}{sep}{a} : {}  # line {}",
+                "{} = {} {}{sep}{a} : {}{params}  # line {}",
                 self.value_name(n),
                 node.op.type_name(),
                 ins.join(", "),

@@ -36,6 +36,8 @@ pub struct Connected {
     pub output: usize,
     pub batch_normalize: bool,
     pub activation: Activation,
+    /// Selected by a ternarization plan (Darknet has no `ternary=` for this layer).
+    pub ternary: bool,
 }
 
 /// `[maxpool]`: window starts at `-padding/2`; out-of-range taps are ignored.
@@ -310,9 +312,32 @@ impl Op {
         matches!(self, Op::Conv(_) | Op::Connected(_))
     }
 
-    /// Whether the layer is flagged ternary (`ternary=1`).
+    /// Whether the layer is flagged ternary (`ternary=1`, or chosen by a plan).
     pub fn is_ternary(&self) -> bool {
-        matches!(self, Op::Conv(c) if c.ternary)
+        match self {
+            Op::Conv(c) => c.ternary,
+            Op::Connected(c) => c.ternary,
+            _ => false,
+        }
+    }
+
+    /// Sets the ternary flag of a weight layer; false for ops without weights.
+    pub fn set_ternary(&mut self, on: bool) -> bool {
+        match self {
+            Op::Conv(c) => c.ternary = on,
+            Op::Connected(c) => c.ternary = on,
+            _ => return false,
+        }
+        true
+    }
+
+    /// Output channels of a weight layer (rows of its weight matrix).
+    pub fn weight_rows(&self) -> Option<usize> {
+        match self {
+            Op::Conv(c) => Some(c.filters),
+            Op::Connected(c) => Some(c.output),
+            _ => None,
+        }
     }
 
     /// Output shape from input shapes, with Darknet's formulas; `Err` explains why the
@@ -433,7 +458,10 @@ impl Op {
                 if u.stride > 0 {
                     Ok(Shape::new(x.c, mul(x.h, s)?, mul(x.w, s)?))
                 } else if x.h % s != 0 || x.w % s != 0 {
-                    Err(format!("upsample stride={} does not divide the {}x{} input", u.stride, x.w, x.h))
+                    Err(format!(
+                        "upsample stride={} does not divide the {}x{} input",
+                        u.stride, x.w, x.h
+                    ))
                 } else {
                     Ok(Shape::new(x.c, x.h / s, x.w / s))
                 }
@@ -448,7 +476,10 @@ impl Op {
                     Shape::new(x.c / s2, mul(x.h, s)?, mul(x.w, s)?)
                 } else {
                     if x.h % s != 0 || x.w % s != 0 {
-                        return Err(format!("reorg stride={s} does not divide the {}x{} input", x.w, x.h));
+                        return Err(format!(
+                            "reorg stride={s} does not divide the {}x{} input",
+                            x.w, x.h
+                        ));
                     }
                     Shape::new(mul(x.c, s2)?, x.h / s, x.w / s)
                 };
@@ -458,7 +489,10 @@ impl Op {
                     (ReorgKind::Old, _) => x.c,
                 };
                 if (r.reverse && x.c % s2 != 0) || c % s2 != 0 {
-                    return Err(format!("reorg stride={s} needs channels divisible by {s2}, got {}", x.c));
+                    return Err(format!(
+                        "reorg stride={s} needs channels divisible by {s2}, got {}",
+                        x.c
+                    ));
                 }
                 Ok(out)
             }

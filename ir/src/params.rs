@@ -33,12 +33,43 @@ pub struct BatchNorm {
     pub variance: Vec<f32>,
 }
 
+/// A layer's weights in ternary form: `w[o][i] = scales[o or 0] · codes[o][i]`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TernaryParams {
+    /// −1, 0 or +1 per weight, in the layout of `LayerParams::weights`.
+    pub codes: Vec<i8>,
+    /// One scale for the layer, or one per output channel.
+    pub scales: Vec<f32>,
+}
+
+impl TernaryParams {
+    /// The weights these codes stand for, `rows` output channels.
+    pub fn dequantize(&self, rows: usize) -> Vec<f32> {
+        let cols = self.codes.len() / rows.max(1);
+        self.codes
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| {
+                let s = if self.scales.len() == 1 {
+                    self.scales[0]
+                } else {
+                    self.scales[i / cols]
+                };
+                s * t as f32
+            })
+            .collect()
+    }
+}
+
 /// One layer's parameters. Empty vectors for arrays the layer does not have.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct LayerParams {
     pub biases: Vec<f32>,
+    /// Float weights (for a ternary layer: the latent weights it was made from).
     pub weights: Vec<f32>,
     pub bn: Option<BatchNorm>,
+    /// Set by the ternarization pass; the layer then computes with these.
+    pub ternary: Option<TernaryParams>,
 }
 
 impl LayerParams {

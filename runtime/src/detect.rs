@@ -81,7 +81,13 @@ impl Correction {
         let w = (b.w * (1.0 / ratio_w)) as f64;
         let h = (b.h * (1.0 / ratio_h)) as f64;
         let (iw, ih) = (self.img_w as f64, self.img_h as f64);
-        [(x - w / 2.0) * iw, (y - h / 2.0) * ih, (x + w / 2.0) * iw, (y + h / 2.0) * ih].map(finite)
+        [
+            (x - w / 2.0) * iw,
+            (y - h / 2.0) * ih,
+            (x + w / 2.0) * iw,
+            (y + h / 2.0) * ih,
+        ]
+        .map(finite)
     }
 }
 
@@ -100,7 +106,12 @@ pub fn clip_to_image(dets: &mut [Detection], img_w: usize, img_h: usize) {
     let (w, h) = (img_w as f32, img_h as f32);
     for d in dets {
         let [x0, y0, x1, y1] = d.bbox;
-        d.bbox = [x0.clamp(0.0, w), y0.clamp(0.0, h), x1.clamp(0.0, w), y1.clamp(0.0, h)];
+        d.bbox = [
+            x0.clamp(0.0, w),
+            y0.clamp(0.0, h),
+            x1.clamp(0.0, w),
+            y1.clamp(0.0, h),
+        ];
     }
 }
 

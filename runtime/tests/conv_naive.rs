@@ -10,7 +10,19 @@ use ternc_ir::{Op, Shape};
 use ternc_runtime::{Reference, Tensor};
 
 #[allow(clippy::too_many_arguments)]
-fn naive(x: &[f32], s: Shape, w: &[f32], bias: &[f32], f: usize, k: usize, stride: usize, pad: usize, dil: usize, g: usize, out: Shape) -> Vec<f32> {
+fn naive(
+    x: &[f32],
+    s: Shape,
+    w: &[f32],
+    bias: &[f32],
+    f: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    dil: usize,
+    g: usize,
+    out: Shape,
+) -> Vec<f32> {
     let (cin, cout) = (s.c / g, f / g);
     let mut y = vec![0.0f32; out.numel()];
     for o in 0..f {
@@ -24,7 +36,9 @@ fn naive(x: &[f32], s: Shape, w: &[f32], bias: &[f32], f: usize, k: usize, strid
                             let iy = (oy * stride + ky * dil) as isize - pad as isize;
                             let ix = (ox * stride + kx * dil) as isize - pad as isize;
                             if iy >= 0 && ix >= 0 && (iy as usize) < s.h && (ix as usize) < s.w {
-                                let xv = x[(grp * cin + ci) * s.plane() + iy as usize * s.w + ix as usize];
+                                let xv = x[(grp * cin + ci) * s.plane()
+                                    + iy as usize * s.w
+                                    + ix as usize];
                                 acc += (xv * w[((o * cin + ci) * k + ky) * k + kx]) as f64;
                             }
                         }
@@ -56,20 +70,49 @@ fn convolution_matches_the_definition() {
             "[convolutional]\nfilters={f}\nsize={k}\nstride={stride}\npad={}\ndilation={dil}\ngroups={g}\nactivation=linear\n",
             pad as u8
         );
-        let text = format!("[net]\nwidth={hw}\nheight={}\nchannels={c}\n\n{body}", hw - 1);
+        let text = format!(
+            "[net]\nwidth={hw}\nheight={}\nchannels={c}\n\n{body}",
+            hw - 1
+        );
         let mut graph = parse_cfg_text(Path::new("t.cfg"), &text).unwrap().graph;
-        let Op::Conv(cv) = graph.layer(0).op.clone() else { unreachable!() };
+        let Op::Conv(cv) = graph.layer(0).op.clone() else {
+            unreachable!()
+        };
         let (s, out) = (graph.input_shape(), graph.layer(0).shape);
         let p = graph.params.layer_mut(0);
         p.biases = (0..f).map(|_| rng.gen_range(-1.0..1.0)).collect();
-        p.weights = (0..f * (c / g) * k * k).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        p.weights = (0..f * (c / g) * k * k)
+            .map(|_| rng.gen_range(-1.0..1.0))
+            .collect();
         let x: Vec<f32> = (0..s.numel()).map(|_| rng.gen_range(-1.0..1.0)).collect();
-        let want = naive(&x, s, &graph.params.layer(0).unwrap().weights, &graph.params.layer(0).unwrap().biases, f, k, stride, cv.pad, cv.dilation, g, out);
+        let want = naive(
+            &x,
+            s,
+            &graph.params.layer(0).unwrap().weights,
+            &graph.params.layer(0).unwrap().biases,
+            f,
+            k,
+            stride,
+            cv.pad,
+            cv.dilation,
+            g,
+            out,
+        );
         for threads in [1, 2] {
-            let heads = Reference::new(&graph, threads).unwrap().run(&Tensor::from_vec(1, s, x.clone()), |_| {}).unwrap();
+            let heads = Reference::new(&graph, threads)
+                .unwrap()
+                .run(&Tensor::from_vec(1, s, x.clone()), |_| {})
+                .unwrap();
             let got = &heads[0].1.data;
-            let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-            assert!(worst < 1e-4, "{body} ({threads} threads): max error {worst}");
+            let worst = got
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            assert!(
+                worst < 1e-4,
+                "{body} ({threads} threads): max error {worst}"
+            );
         }
     }
 }

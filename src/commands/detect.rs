@@ -45,8 +45,14 @@ pub struct Args {
 }
 
 fn read_list(path: &Path) -> Result<Vec<PathBuf>, InputError> {
-    let text = std::fs::read_to_string(path).map_err(|e| InputError::whole(path, format!("cannot read image list: {e}")))?;
-    Ok(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(PathBuf::from).collect())
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| InputError::whole(path, format!("cannot read image list: {e}")))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(PathBuf::from)
+        .collect())
 }
 
 /// Boxes for one image, after NMS, strongest first.
@@ -66,8 +72,12 @@ pub fn detect_image(
         let sh = t.shape;
         let args = (t.image(0), sh.c, sh.h, sh.w);
         match &graph.layer(layer).op {
-            Op::Yolo(y) => dets.extend(decode_yolo(args.0, args.1, args.2, args.3, y, s.w, s.h, im.w, im.h, letterbox, thresh)),
-            Op::Region(r) => dets.extend(decode_region(args.0, args.1, args.2, args.3, r, s.w, s.h, im.w, im.h, letterbox, thresh)),
+            Op::Yolo(y) => dets.extend(decode_yolo(
+                args.0, args.1, args.2, args.3, y, s.w, s.h, im.w, im.h, letterbox, thresh,
+            )),
+            Op::Region(r) => dets.extend(decode_region(
+                args.0, args.1, args.2, args.3, r, s.w, s.h, im.w, im.h, letterbox, thresh,
+            )),
             _ => {}
         }
     }
@@ -79,7 +89,11 @@ pub fn detect_image(
 pub fn run(a: Args) -> anyhow::Result<()> {
     let graph = super::load_model_or_random(&a.cfg, &a.weights)?;
     if graph.heads().is_empty() {
-        return Err(InputError::whole(&a.cfg, "the model has no [yolo] or [region] layer: expected a detector").into());
+        return Err(InputError::whole(
+            &a.cfg,
+            "the model has no [yolo] or [region] layer: expected a detector",
+        )
+        .into());
     }
     let classes = graph
         .heads()
@@ -93,7 +107,14 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         .unwrap_or(0);
     let names = read_names(&a.names)?;
     if names.len() < classes {
-        return Err(InputError::whole(&a.names, format!("{} names for a model with {classes} classes: expected one name per class", names.len())).into());
+        return Err(InputError::whole(
+            &a.names,
+            format!(
+                "{} names for a model with {classes} classes: expected one name per class",
+                names.len()
+            ),
+        )
+        .into());
     }
     let mut images = a.images.clone();
     if let Some(list) = &a.list {
@@ -117,13 +138,20 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             println!("{}: {} objects in {ms:.0} ms", path.display(), dets.len());
             for d in &dets {
                 let [x0, y0, x1, y1] = d.bbox;
-                println!("  {}: {:.0}%  box ({x0:.0}, {y0:.0}) - ({x1:.0}, {y1:.0})", names[d.class], 100.0 * d.score);
+                println!(
+                    "  {}: {:.0}%  box ({x0:.0}, {y0:.0}) - ({x1:.0}, {y1:.0})",
+                    names[d.class],
+                    100.0 * d.score
+                );
             }
         }
         if let Some(dir) = &a.out {
-            let stem = path.file_stem().map_or("image".into(), |s| s.to_string_lossy().into_owned());
+            let stem = path
+                .file_stem()
+                .map_or("image".into(), |s| s.to_string_lossy().into_owned());
             let out = dir.join(format!("{stem}.png"));
-            draw::save_png(&draw::annotate(&im, &dets, &names), &out).with_context(|| format!("cannot write {}", out.display()))?;
+            draw::save_png(&draw::annotate(&im, &dets, &names), &out)
+                .with_context(|| format!("cannot write {}", out.display()))?;
         }
         let list: Vec<_> = dets
             .iter()

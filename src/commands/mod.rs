@@ -6,6 +6,7 @@ pub mod detect;
 pub mod init;
 pub mod inspect;
 pub mod run;
+pub mod ternarize;
 
 use std::path::{Path, PathBuf};
 
@@ -58,7 +59,9 @@ pub enum Backend {
 
 /// `--threads`, defaulting to every core.
 pub fn threads(requested: Option<usize>) -> usize {
-    requested.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1)
+    requested
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1)
 }
 
 /// Like [`load_model`], but random weights (seed 0) when no file is given.

@@ -54,19 +54,60 @@ impl Epilogue {
 /// # Safety
 /// `dst` must be valid for writes of `m` rows of `n` floats, `dst_rs` apart, and not
 /// aliased by `lhs` or `rhs`.
-unsafe fn gemm_into(m: usize, n: usize, k: usize, lhs: &[f32], rhs: &[f32], dst: *mut f32, dst_rs: usize, par: Parallelism) {
+unsafe fn gemm_into(
+    m: usize,
+    n: usize,
+    k: usize,
+    lhs: &[f32],
+    rhs: &[f32],
+    dst: *mut f32,
+    dst_rs: usize,
+    par: Parallelism,
+) {
     assert!(lhs.len() >= m * k && rhs.len() >= k * n);
     // SAFETY: lhs and rhs hold the matrices the strides describe (asserted above);
     // dst is the caller's promise.
     unsafe {
-        gemm(m, n, k, dst, 1, dst_rs as isize, false, lhs.as_ptr(), 1, k as isize, rhs.as_ptr(), 1, n as isize, 0.0, 1.0, false, false, false, par);
+        gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            dst_rs as isize,
+            false,
+            lhs.as_ptr(),
+            1,
+            k as isize,
+            rhs.as_ptr(),
+            1,
+            n as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        );
     }
 }
 
 /// `dst[m×n] = lhs[m×k] · rhs[k×n]`, all row-major.
-pub fn matmul(m: usize, n: usize, k: usize, lhs: &[f32], rhs: &[f32], dst: &mut [f32], threads: usize) {
+pub fn matmul(
+    m: usize,
+    n: usize,
+    k: usize,
+    lhs: &[f32],
+    rhs: &[f32],
+    dst: &mut [f32],
+    threads: usize,
+) {
     assert!(dst.len() >= m * n);
-    let par = if threads > 1 { Parallelism::Rayon(threads) } else { Parallelism::None };
+    let par = if threads > 1 {
+        Parallelism::Rayon(threads)
+    } else {
+        Parallelism::None
+    };
     // SAFETY: dst holds m contiguous rows of n floats (asserted) and is borrowed mutably.
     unsafe { gemm_into(m, n, k, lhs, rhs, dst.as_mut_ptr(), n, par) }
 }
@@ -81,7 +122,16 @@ unsafe impl Sync for Disjoint {}
 /// Darknet's `im2col_cpu_ext` for output rows `oy0..oy1`: rows `(channel, ky, kx)`,
 /// columns output pixels; taps outside the (zero-padded) input read 0.
 #[allow(clippy::too_many_arguments)]
-fn im2col(x: &[f32], h: usize, w: usize, cv: &Conv, (oy0, oy1): (usize, usize), ow: usize, cols: &mut [f32], parallel: bool) {
+fn im2col(
+    x: &[f32],
+    h: usize,
+    w: usize,
+    cv: &Conv,
+    (oy0, oy1): (usize, usize),
+    ow: usize,
+    cols: &mut [f32],
+    parallel: bool,
+) {
     let k = cv.size;
     let (sx, pad) = (cv.stride_x, cv.pad as isize);
     let width = (oy1 - oy0) * ow;
@@ -91,8 +141,16 @@ fn im2col(x: &[f32], h: usize, w: usize, cv: &Conv, (oy0, oy1): (usize, usize), 
         let plane = &x[ch * h * w..(ch + 1) * h * w];
         let x0 = (kx * cv.dilation) as isize - pad;
         // output columns whose tap lies inside the row: ox in [lo, hi)
-        let lo = if x0 >= 0 { 0 } else { ((-x0) as usize).div_ceil(sx) };
-        let hi = if x0 >= w as isize { 0 } else { ((w as isize - x0) as usize).div_ceil(sx).min(ow) };
+        let lo = if x0 >= 0 {
+            0
+        } else {
+            ((-x0) as usize).div_ceil(sx)
+        };
+        let hi = if x0 >= w as isize {
+            0
+        } else {
+            ((w as isize - x0) as usize).div_ceil(sx).min(ow)
+        };
         for oy in oy0..oy1 {
             let iy = (oy * cv.stride_y + ky * cv.dilation) as isize - pad;
             let dst = &mut out[(oy - oy0) * ow..(oy - oy0 + 1) * ow];
@@ -152,17 +210,32 @@ pub fn conv2d(
             matmul(cout, n, kdim, wg, xg, yg, threads);
         } else if blocked {
             let dst = Disjoint(yg.as_mut_ptr());
-            let blocks: Vec<(usize, usize)> =
-                (0..out.h).step_by(rows_per_block).map(|r| (r, (r + rows_per_block).min(out.h))).collect();
-            blocks.into_par_iter().for_each_init(Vec::new, |cols, (oy0, oy1)| {
-                let width = (oy1 - oy0) * out.w;
-                cols.resize(kdim * width, 0.0);
-                im2col(xg, input.h, input.w, cv, (oy0, oy1), out.w, cols, false);
-                let dst = dst;
-                // SAFETY: yg holds cout rows of n floats; this block writes columns
-                // oy0·ow..oy1·ow of each row, and no other block writes those.
-                unsafe { gemm_into(cout, width, kdim, wg, cols, dst.0.add(oy0 * out.w), n, Parallelism::None) };
-            });
+            let blocks: Vec<(usize, usize)> = (0..out.h)
+                .step_by(rows_per_block)
+                .map(|r| (r, (r + rows_per_block).min(out.h)))
+                .collect();
+            blocks
+                .into_par_iter()
+                .for_each_init(Vec::new, |cols, (oy0, oy1)| {
+                    let width = (oy1 - oy0) * out.w;
+                    cols.resize(kdim * width, 0.0);
+                    im2col(xg, input.h, input.w, cv, (oy0, oy1), out.w, cols, false);
+                    let dst = dst;
+                    // SAFETY: yg holds cout rows of n floats; this block writes columns
+                    // oy0·ow..oy1·ow of each row, and no other block writes those.
+                    unsafe {
+                        gemm_into(
+                            cout,
+                            width,
+                            kdim,
+                            wg,
+                            cols,
+                            dst.0.add(oy0 * out.w),
+                            n,
+                            Parallelism::None,
+                        )
+                    };
+                });
         } else {
             scratch.resize(kdim * n, 0.0);
             im2col(xg, input.h, input.w, cv, (0, out.h), out.w, scratch, true);
