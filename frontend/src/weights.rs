@@ -25,7 +25,7 @@ impl Header {
     pub fn seen_is_64bit(major: i32, minor: i32) -> bool {
         major as i64 * 10 + minor as i64 >= 2
     }
-    pub fn len(&self) -> usize {
+    pub fn size(&self) -> usize {
         if Self::seen_is_64bit(self.major, self.minor) {
             20
         } else {
@@ -122,12 +122,12 @@ pub fn read_bytes(
         None => n,
     };
     let needed =
-        header.len() as u64 + 4 * (0..limit).map(|i| graph.param_count(i) as u64).sum::<u64>();
+        header.size() as u64 + 4 * (0..limit).map(|i| graph.param_count(i) as u64).sum::<u64>();
     let mut store = ParamStore {
         seen: header.seen,
         ..Default::default()
     };
-    let mut at = header.len();
+    let mut at = header.size();
     for i in 0..limit {
         let layout = graph.param_layout(i);
         if layout.is_empty() {

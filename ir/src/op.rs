@@ -250,7 +250,7 @@ fn check_bytes(what: &str, numel: usize) -> Result<(), String> {
 /// used by resnet cfgs): `(stride, sample)` such that `out[j·sample] += from[j·stride]`.
 /// `None` unless the sizes differ by the same integer factor in both dimensions.
 pub fn shortcut_ratio(from: &Shape, out: &Shape) -> Option<(usize, usize)> {
-    let exact = |a: usize, b: usize| (a % b == 0).then(|| a / b);
+    let exact = |a: usize, b: usize| a.is_multiple_of(b).then(|| a / b);
     let down = exact(from.w, out.w)
         .zip(exact(from.h, out.h))
         .filter(|(a, b)| a == b);

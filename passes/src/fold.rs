@@ -37,8 +37,8 @@ pub fn run(graph: &mut Graph) -> Result<Report, String> {
         let a: Vec<f32> = (0..rows)
             .map(|o| bn.scales[o] / (bn.variance[o] + BN_EPSILON).sqrt())
             .collect();
-        for o in 0..rows {
-            p.biases[o] -= bn.mean[o] * a[o];
+        for ((b, m), a) in p.biases.iter_mut().zip(&bn.mean).zip(&a) {
+            *b -= m * a;
         }
         let cols = p.weights.len() / rows;
         for (o, row) in p.weights.chunks_mut(cols.max(1)).enumerate() {

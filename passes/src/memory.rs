@@ -67,6 +67,7 @@
 //! the same step overlap in the arena unless they belong to the same alias tree, and
 //! each alias is where its rule puts it.
 
+use std::cmp::Reverse;
 use std::fmt::Write as _;
 
 use ternc_ir::{Graph, Op};
@@ -102,14 +103,14 @@ pub struct MemoryPlan {
     pub slots: Vec<Slot>,
     /// Sum of all layer outputs (no reuse).
     pub naive_bytes: usize,
-    /// Max over steps of the bytes of the arena allocations (alias trees, each
-    /// counted whole over its reserved range) live at that step: a lower bound for
-    /// any placement of these buffers, so `arena_bytes >= peak_live_bytes`; equality
-    /// means the greedy placement is optimal.
+    /// Max over steps of the bytes live at that step, bytes shared by aliases counted
+    /// once (per alias tree, the union of its live members' ranges): a lower bound
+    /// for any placement with these aliases, so `arena_bytes >= peak_live_bytes`.
     pub peak_live_bytes: usize,
     /// Max over steps of the bytes of the layer outputs live at that step, each
     /// counted as its own tensor (no aliasing): what the reference interpreter's
-    /// `peak_live_bytes` measures for one float32 image. Aliasing can go below it.
+    /// `peak_live_bytes` measures for one float32 image. `peak_live_bytes` is never
+    /// above it, and equal to it without aliases.
     pub peak_tensor_bytes: usize,
     /// Routes that copy nothing: every input is written in place into the route's
     /// buffer, or the route is a view of its input.
@@ -117,15 +118,39 @@ pub struct MemoryPlan {
     /// Layers whose output is a view of their single input (dropout, cost, routes
     /// slicing one input): no code runs for them.
     pub views: Vec<usize>,
+    /// The placement order that gave the smallest arena.
+    pub order: Order,
 }
 
-/// Which aliases the planner may use ([`run_with`]). [`Options::default`] allows all.
+/// An order in which the allocator places the alias trees (module docs, "Allocation").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// Largest root first, then earliest (greedy by size).
+    Size,
+    /// Longest reserved span of steps first, then largest.
+    Lifetime,
+    /// Largest bytes × steps first (summed over the members).
+    Area,
+    /// Execution order (first live step), then largest: first fit as an online
+    /// allocator would.
+    Start,
+}
+
+impl Order {
+    pub const ALL: &'static [Order] = &[Order::Size, Order::Lifetime, Order::Area, Order::Start];
+}
+
+/// What the planner may do ([`run_with`]). [`Options::default`] allows every alias and
+/// tries every order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Options {
     /// Write route inputs in place into the route's buffer.
     pub elide_routes: bool,
-    /// Let dropout, cost and single-input routes alias their input.
+    /// Let dropout, cost and single-input routes be views of their input.
     pub views: bool,
+    /// Placement orders to try (at least one); the smallest arena wins, the earlier
+    /// order on ties.
+    pub orders: &'static [Order],
 }
 
 impl Default for Options {
@@ -133,6 +158,7 @@ impl Default for Options {
         Options {
             elide_routes: true,
             views: true,
+            orders: Order::ALL,
         }
     }
 }
@@ -142,6 +168,7 @@ impl Options {
     pub const NO_ALIASES: Options = Options {
         elide_routes: false,
         views: false,
+        orders: Order::ALL,
     };
 }
 
@@ -186,7 +213,65 @@ fn align_up(x: usize) -> usize {
     x.div_ceil(ALIGN) * ALIGN
 }
 
-/// Plans the arena for `graph`, using only the aliases `opts` allows.
+/// One member's reservation: `bytes` at `rel` bytes into its tree, over steps `live`.
+#[derive(Debug, Clone, Copy)]
+struct Rect {
+    rel: usize,
+    bytes: usize,
+    live: (usize, usize),
+}
+
+/// Places the trees in `order`, each at the lowest aligned offset where its
+/// reservations miss those of the trees placed before; returns the offsets and the
+/// arena size.
+fn place(trees: &[Vec<Rect>], order: &[usize]) -> (Vec<usize>, usize) {
+    let mut offset = vec![0; trees.len()];
+    // placed reservations: (start byte, end byte, live)
+    let mut placed: Vec<(usize, usize, (usize, usize))> = Vec::new();
+    let mut top = 0;
+    for &t in order {
+        let rects = &trees[t];
+        // for each own reservation, the placed ones sharing a step with it
+        let near: Vec<Vec<(usize, usize)>> = rects
+            .iter()
+            .map(|r| {
+                placed
+                    .iter()
+                    .filter(|p| overlaps(p.2, r.live))
+                    .map(|p| (p.0, p.1))
+                    .collect()
+            })
+            .collect();
+        // The lowest fit puts some reservation just above a placed one (or at 0).
+        let mut candidates = vec![0];
+        for (r, near) in rects.iter().zip(&near) {
+            candidates.extend(
+                near.iter()
+                    .map(|&(_, end)| align_up(end.saturating_sub(r.rel))),
+            );
+        }
+        candidates.sort_unstable();
+        candidates.dedup();
+        let fits = |o: usize| {
+            rects.iter().zip(&near).all(|(r, near)| {
+                let (a, b) = (o + r.rel, o + r.rel + r.bytes);
+                near.iter().all(|&(s, e)| b <= s || e <= a)
+            })
+        };
+        let o = candidates
+            .into_iter()
+            .find(|&o| fits(o))
+            .expect("above every placed reservation fits");
+        offset[t] = o;
+        for r in rects {
+            placed.push((o + r.rel, o + r.rel + r.bytes, r.live));
+            top = top.max(o + r.rel + r.bytes);
+        }
+    }
+    (offset, align_up(top))
+}
+
+/// Plans the arena for `graph` under `opts`.
 pub fn run_with(graph: &Graph, elem_bytes: usize, opts: Options) -> MemoryPlan {
     let n = graph.num_layers();
     let live = lifetimes(graph);
@@ -204,7 +289,7 @@ pub fn run_with(graph: &Graph, elem_bytes: usize, opts: Options) -> MemoryPlan {
             }
             Op::Route(r) if ins.len() == 1 => {
                 let Some(x) = ins[0] else { continue };
-                if opts.views && live[x].1 >= live[i].1 {
+                if opts.views {
                     parent[i] = Some((x, r.group_id * (bytes[x] / r.groups)));
                 } else if opts.elide_routes && r.groups == 1 && parent[x].is_none() {
                     parent[x] = Some((i, 0));
@@ -227,52 +312,63 @@ pub fn run_with(graph: &Graph, elem_bytes: usize, opts: Options) -> MemoryPlan {
         }
     }
 
-    // Roots, offsets relative to them, and each root's reserved range.
+    // The trees: roots, and each member's reservation relative to its root.
     let (root, rel) = resolve(&parent);
-    let mut reserved: Vec<Option<(usize, usize)>> = vec![None; n];
+    let roots: Vec<usize> = (0..n).filter(|&i| root[i] == i).collect();
+    let mut tree_of = vec![usize::MAX; n];
+    for (t, &r) in roots.iter().enumerate() {
+        tree_of[r] = t;
+    }
+    let mut trees: Vec<Vec<Rect>> = vec![Vec::new(); roots.len()];
     for i in 0..n {
-        let r = &mut reserved[root[i]];
-        *r = Some(match *r {
-            None => live[i],
-            Some((a, b)) => (a.min(live[i].0), b.max(live[i].1)),
+        trees[tree_of[root[i]]].push(Rect {
+            rel: rel[i],
+            bytes: bytes[i],
+            live: live[i],
         });
     }
-    let roots: Vec<usize> = (0..n).filter(|&i| root[i] == i).collect();
 
-    // Greedy by size.
-    let mut order = roots.clone();
-    order.sort_by_key(|&r| (std::cmp::Reverse(bytes[r]), reserved[r].map(|x| x.0), r));
-    let mut offset = vec![0usize; n];
-    let mut placed: Vec<usize> = Vec::with_capacity(roots.len());
-    for &r in &order {
-        let range = reserved[r].expect("a root reserves its own range");
-        let mut busy: Vec<(usize, usize)> = placed
+    let span = |t: usize| {
+        let first = trees[t].iter().map(|r| r.live.0).min().unwrap_or(0);
+        let last = trees[t].iter().map(|r| r.live.1).max().unwrap_or(0);
+        (first, last)
+    };
+    let area = |t: usize| {
+        trees[t]
             .iter()
-            .filter(|&&p| overlaps(reserved[p].expect("placed"), range))
-            .map(|&p| (offset[p], offset[p] + bytes[p]))
-            .collect();
-        busy.sort_unstable();
-        let mut at = 0;
-        for (a, b) in busy {
-            if at + bytes[r] <= a {
-                break;
-            }
-            at = at.max(align_up(b));
+            .map(|r| r.bytes * (r.live.1 - r.live.0 + 1))
+            .sum::<usize>()
+    };
+    let size = |t: usize| bytes[roots[t]];
+    let mut best: Option<(Vec<usize>, usize, Order)> = None;
+    let orders = if opts.orders.is_empty() {
+        &[Order::Size][..]
+    } else {
+        opts.orders
+    };
+    for &how in orders {
+        let mut order: Vec<usize> = (0..roots.len()).collect();
+        match how {
+            Order::Size => order.sort_by_key(|&t| (Reverse(size(t)), span(t).0)),
+            Order::Lifetime => order
+                .sort_by_key(|&t| (Reverse(span(t).1 - span(t).0), Reverse(size(t)), span(t).0)),
+            Order::Area => order.sort_by_key(|&t| (Reverse(area(t)), span(t).0)),
+            Order::Start => order.sort_by_key(|&t| (span(t).0, Reverse(size(t)))),
         }
-        offset[r] = at;
-        placed.push(r);
+        let (offsets, arena) = place(&trees, &order);
+        let better = match &best {
+            Some(b) => arena < b.1,
+            None => true,
+        };
+        if better {
+            best = Some((offsets, arena, how));
+        }
     }
-    let arena_bytes = align_up(
-        roots
-            .iter()
-            .map(|&r| offset[r] + bytes[r])
-            .max()
-            .unwrap_or(0),
-    );
+    let (offsets, arena_bytes, order) = best.unwrap_or((Vec::new(), 0, Order::Size));
 
     let slots: Vec<Slot> = (0..n)
         .map(|i| Slot {
-            offset: offset[root[i]] + rel[i],
+            offset: offsets[tree_of[root[i]]] + rel[i],
             bytes: bytes[i],
             alias_of: parent[i].map(|p| p.0),
             live: live[i],
@@ -282,15 +378,30 @@ pub fn run_with(graph: &Graph, elem_bytes: usize, opts: Options) -> MemoryPlan {
     let mut peak_live_bytes = 0;
     let mut peak_tensor_bytes = 0;
     for t in 0..n {
-        let at_t = |range: (usize, usize)| range.0 <= t && t <= range.1;
-        let roots_live: usize = roots
+        let now: Vec<usize> = (0..n)
+            .filter(|&i| live[i].0 <= t && t <= live[i].1)
+            .collect();
+        peak_tensor_bytes = peak_tensor_bytes.max(now.iter().map(|&i| bytes[i]).sum());
+        // per tree, the union of the live members' byte ranges
+        let mut ranges: Vec<(usize, usize, usize)> = now
             .iter()
-            .filter(|&&r| at_t(reserved[r].expect("root")))
-            .map(|&r| bytes[r])
-            .sum();
-        let tensors_live: usize = (0..n).filter(|&i| at_t(live[i])).map(|i| bytes[i]).sum();
-        peak_live_bytes = peak_live_bytes.max(roots_live);
-        peak_tensor_bytes = peak_tensor_bytes.max(tensors_live);
+            .map(|&i| (root[i], rel[i], rel[i] + bytes[i]))
+            .collect();
+        ranges.sort_unstable();
+        let mut total = 0;
+        let mut cur: Option<(usize, usize, usize)> = None;
+        for (r, a, b) in ranges {
+            cur = match cur {
+                Some((cr, ca, cb)) if cr == r && a <= cb => Some((cr, ca, cb.max(b))),
+                Some((_, ca, cb)) => {
+                    total += cb - ca;
+                    Some((r, a, b))
+                }
+                None => Some((r, a, b)),
+            };
+        }
+        total += cur.map_or(0, |(_, a, b)| b - a);
+        peak_live_bytes = peak_live_bytes.max(total);
     }
 
     let views: Vec<usize> = (0..n)
@@ -315,6 +426,7 @@ pub fn run_with(graph: &Graph, elem_bytes: usize, opts: Options) -> MemoryPlan {
         peak_tensor_bytes,
         elided_routes,
         views,
+        order,
     }
 }
 
@@ -539,8 +651,9 @@ impl MemoryPlan {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "arena {} bytes, naive {}, peak live {}, peak tensors {}, elided routes {:?}, views {:?}",
+            "arena {} bytes ({:?} order), naive {}, peak live {}, peak tensors {}, elided routes {:?}, views {:?}",
             self.arena_bytes,
+            self.order,
             self.naive_bytes,
             self.peak_live_bytes,
             self.peak_tensor_bytes,

@@ -316,6 +316,7 @@ fn batches_run_image_by_image() {
     );
     let p = g.params.layer_mut(0);
     *p = LayerParams {
+        ternary: None,
         biases: vec![0.1, -0.2],
         weights: (0..18).map(|i| (i as f32 - 9.0) / 10.0).collect(),
         bn: None,

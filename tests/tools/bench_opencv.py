@@ -15,8 +15,15 @@ For every model:
      OpenCV runs with its defaults (layer fusion and, for 3x3 convolutions,
      Winograd on); --no-winograd turns Winograd off for comparison.
 
+With --rounds R > 1, steps 3 and 4 alternate R times (ternc block, OpenCV
+block, ternc block, ...), so that load from other processes on the machine
+hits both alike; the reported median is then the median of the R per-round
+medians (ternc bench reports only median/min/max per call), min/max over all.
+
 Prints a table: model, BFLOPs (from `ternc inspect`), ternc median ms,
-OpenCV median ms, ratio ternc/OpenCV (> 1: ternc is slower), plus min/max.
+OpenCV median ms, ratio ternc/OpenCV (> 1: ternc is slower), plus min/max,
+and the 1-minute load average before and after (timings are only meaningful
+when it is below the thread count's worth of other work).
 
 Usage (from the repository root, after `cargo build --release`):
     python3 tests/tools/bench_opencv.py
@@ -121,6 +128,8 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2, help="threads for both engines (default 2)")
     ap.add_argument("--iters", type=int, default=10, help="timed runs per engine (default 10)")
     ap.add_argument("--warmup", type=int, default=2, help="untimed runs first (default 2)")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="alternate ternc/OpenCV blocks of --iters runs this many times (default 1)")
     ap.add_argument("--ternc", default=os.path.join(ROOT, "target", "release", "ternc"), help="ternc binary")
     ap.add_argument("--no-winograd", action="store_true", help="turn OpenCV's Winograd 3x3 convolution off")
     ap.add_argument("--json", metavar="FILE", help="also write the results as JSON")
@@ -128,6 +137,7 @@ def main() -> int:
     if not os.access(args.ternc, os.X_OK):
         sys.exit(f"no ternc binary at {args.ternc} (cargo build --release, or pass --ternc)")
 
+    load0 = os.getloadavg()[0]
     print(f"{cpu_name()}, {os.cpu_count()} logical CPUs; OpenCV {cv2.__version__} "
           f"(winograd {'off' if args.no_winograd else 'on'}); {args.threads} threads, "
           f"{args.size}x{args.size}, {args.warmup} warm-up + {args.iters} timed runs each")
@@ -142,21 +152,26 @@ def main() -> int:
             info = json.loads(run([args.ternc, "inspect", cfg, "--json"]))
             bflops = sum(float(l.get("bflops", 0)) for l in info["layers"])
             run([args.ternc, "init", cfg, "-o", weights, "--seed", "1"])
-            print(f"  {tag}: ternc ...", end="", flush=True)
-            tb = json.loads(run([args.ternc, "bench", cfg, "--weights", weights, "--threads", str(args.threads),
-                                 "--iters", str(args.iters), "--warmup", str(args.warmup), "--json"]))
-            print(f" {tb['median_ms']:.1f} ms; OpenCV ...", end="", flush=True)
-            ct = bench_opencv(cfg, weights, args.size, args.threads, args.warmup, args.iters, not args.no_winograd)
-            cm = statistics.median(ct)
-            print(f" {cm:.1f} ms", flush=True)
-            rows.append({"model": tag, "bflops": bflops,
-                         "ternc_median_ms": tb["median_ms"], "ternc_min_ms": tb["min_ms"], "ternc_max_ms": tb["max_ms"],
-                         "opencv_median_ms": cm, "opencv_min_ms": min(ct), "opencv_max_ms": max(ct),
-                         "ratio": tb["median_ms"] / cm})
+            tmed, tmin, tmax, cmed, cmin, cmax = [], [], [], [], [], []
+            for r in range(max(1, args.rounds)):
+                print(f"  {tag}: ternc ...", end="", flush=True)
+                tb = json.loads(run([args.ternc, "bench", cfg, "--weights", weights, "--threads", str(args.threads),
+                                     "--iters", str(args.iters), "--warmup", str(args.warmup), "--json"]))
+                tmed.append(tb["median_ms"]), tmin.append(tb["min_ms"]), tmax.append(tb["max_ms"])
+                print(f" {tb['median_ms']:.1f} ms; OpenCV ...", end="", flush=True)
+                c = bench_opencv(cfg, weights, args.size, args.threads, args.warmup, args.iters, not args.no_winograd)
+                cmed.append(statistics.median(c)), cmin.append(min(c)), cmax.append(max(c))
+                print(f" {statistics.median(c):.1f} ms", flush=True)
+            tm, cm = statistics.median(tmed), statistics.median(cmed)
+            rows.append({"model": tag, "bflops": bflops, "rounds": len(tmed),
+                         "ternc_median_ms": tm, "ternc_min_ms": min(tmin), "ternc_max_ms": max(tmax),
+                         "opencv_median_ms": cm, "opencv_min_ms": min(cmin), "opencv_max_ms": max(cmax),
+                         "ternc_round_medians_ms": tmed, "opencv_round_medians_ms": cmed,
+                         "ratio": tm / cm})
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    print()
+    print(f"\n1-minute load average: {load0:.2f} before, {os.getloadavg()[0]:.2f} after")
     print(f"| {'model':<14} | {'BFLOPs':>7} | {'ternc median ms':>15} | {'OpenCV median ms':>16} | "
           f"{'ratio ternc/OpenCV':>18} | {'ternc min-max':>15} | {'OpenCV min-max':>15} |")
     print(f"|{'-' * 16}|{'-' * 9}|{'-' * 17}|{'-' * 18}|{'-' * 20}|{'-' * 17}|{'-' * 17}|")

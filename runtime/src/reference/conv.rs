@@ -54,6 +54,7 @@ impl Epilogue {
 /// # Safety
 /// `dst` must be valid for writes of `m` rows of `n` floats, `dst_rs` apart, and not
 /// aliased by `lhs` or `rhs`.
+#[allow(clippy::too_many_arguments)]
 unsafe fn gemm_into(
     m: usize,
     n: usize,
@@ -118,6 +119,14 @@ struct Disjoint(*mut f32);
 // SAFETY: only used for writes to disjoint regions, see `conv2d`.
 unsafe impl Send for Disjoint {}
 unsafe impl Sync for Disjoint {}
+
+impl Disjoint {
+    /// The pointer `offset` floats in (a method, so closures capture the whole
+    /// `Send` wrapper rather than the raw pointer field).
+    fn at(self, offset: usize) -> *mut f32 {
+        self.0.wrapping_add(offset)
+    }
+}
 
 /// Darknet's `im2col_cpu_ext` for output rows `oy0..oy1`: rows `(channel, ky, kx)`,
 /// columns output pixels; taps outside the (zero-padded) input read 0.
@@ -220,7 +229,6 @@ pub fn conv2d(
                     let width = (oy1 - oy0) * out.w;
                     cols.resize(kdim * width, 0.0);
                     im2col(xg, input.h, input.w, cv, (oy0, oy1), out.w, cols, false);
-                    let dst = dst;
                     // SAFETY: yg holds cout rows of n floats; this block writes columns
                     // oy0·ow..oy1·ow of each row, and no other block writes those.
                     unsafe {
@@ -230,7 +238,7 @@ pub fn conv2d(
                             kdim,
                             wg,
                             cols,
-                            dst.0.add(oy0 * out.w),
+                            dst.at(oy0 * out.w),
                             n,
                             Parallelism::None,
                         )
