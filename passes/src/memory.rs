@@ -664,7 +664,10 @@ impl MemoryPlan {
         for (i, sl) in self.slots.iter().enumerate() {
             let alias = match sl.alias_of {
                 Some(p) if p < i => format!("view of {p}"),
-                Some(p) => format!("in route {p} +{}", sl.offset - self.slots[p].offset),
+                Some(p) => format!(
+                    "in route {p} +{}",
+                    sl.offset as i64 - self.slots[p].offset as i64
+                ),
                 None => String::new(),
             };
             let _ = writeln!(
