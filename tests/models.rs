@@ -147,6 +147,12 @@ fn table_and_ir_views() {
     let ir = String::from_utf8(out.stdout).unwrap();
     let lowered = ternc_frontend::load_cfg(&cfg).unwrap();
     assert_eq!(ir, lowered.graph.dump());
+
+    let out = Command::cargo_bin("ternc").unwrap().args(["inspect", "--memory"]).arg(&cfg).output().unwrap();
+    let plan = String::from_utf8(out.stdout).unwrap();
+    let want = ternc_passes::memory::run(&lowered.graph, 4);
+    assert!(plan.contains(&format!("arena {} bytes", want.arena_bytes)), "{plan}");
+    assert!(plan.contains("2 of 2 routes copy nothing"), "{plan}");
 }
 
 #[test]

@@ -16,14 +16,30 @@ pub struct Args {
     #[arg(long, conflicts_with = "ir")]
     pub json: bool,
     /// Print the graph IR's textual dump instead of the table.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "memory")]
     pub ir: bool,
+    /// Print the activation memory plan (liveness arena, concat elision) instead.
+    #[arg(long, conflicts_with = "json")]
+    pub memory: bool,
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
     let graph = super::load_model(&a.cfg, &a.weights)?;
     let out = if a.ir {
         graph.dump()
+    } else if a.memory {
+        let plan = ternc_passes::memory::run(&graph, 4);
+        let mib = |b: usize| b as f64 / (1 << 20) as f64;
+        format!(
+            "{}\nactivations (float32, batch 1): arena {:.2} MiB, all outputs {:.2} MiB ({:.1}x), peak live {:.2} MiB; {} of {} routes copy nothing\n",
+            plan.dump(&graph).trim_end(),
+            mib(plan.arena_bytes),
+            mib(plan.naive_bytes),
+            plan.naive_bytes as f64 / plan.arena_bytes.max(1) as f64,
+            mib(plan.peak_live_bytes),
+            plan.elided_routes.len(),
+            (0..graph.num_layers()).filter(|&i| matches!(graph.layer(i).op, Op::Route(_))).count(),
+        )
     } else if a.json {
         serde_json::to_string_pretty(&to_json(&graph))? + "\n"
     } else {
