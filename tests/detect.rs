@@ -56,23 +56,14 @@ fn one_red_square_gives_one_box() {
         .arg(&out_dir)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let dets = v[0]["detections"].as_array().unwrap();
     assert_eq!(v[0]["image"], png.to_str().unwrap());
     assert_eq!(dets.len(), 1, "{v}");
     // Darknet's resize samples source x = 9·i, y = 9·j: only cell (5, 2) is red.
     // Box centre ((5 + 0.5)/8, (2 + 0.5)/8)·64 = (44, 20); size exp(0)·4/8·64 = 32.
-    let b: Vec<f64> = dets[0]["box"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect();
+    let b: Vec<f64> = dets[0]["box"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
     for (got, want) in b.iter().zip([28.0, 4.0, 60.0, 36.0]) {
         assert!((got - want).abs() < 1e-3, "{b:?}");
     }
@@ -85,11 +76,7 @@ fn one_red_square_gives_one_box() {
     assert_eq!(annotated.dimensions(), (64, 64));
     let edge = annotated.get_pixel(28, 30);
     assert_ne!(edge, &image::Rgb([0, 0, 0]), "box edge drawn");
-    assert_eq!(
-        annotated.get_pixel(10, 50),
-        &image::Rgb([0, 0, 0]),
-        "background untouched"
-    );
+    assert_eq!(annotated.get_pixel(10, 50), &image::Rgb([0, 0, 0]), "background untouched");
 }
 
 #[test]
@@ -103,11 +90,7 @@ fn detect_errors_are_input_errors() {
     std::fs::write(&bad, "not a jpeg").unwrap();
     for (names_arg, image_arg, needle) in [
         (names.clone(), bad.clone(), "empty.names"),
-        (
-            dir.path().join("missing.names"),
-            bad.clone(),
-            "missing.names",
-        ),
+        (dir.path().join("missing.names"), bad.clone(), "missing.names"),
     ] {
         let out = Command::cargo_bin("ternc")
             .unwrap()

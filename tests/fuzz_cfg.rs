@@ -13,11 +13,7 @@ use ternc_frontend::parse_cfg_text;
 use ternc_ir::{InputError, Loc};
 
 const MODELS: &[&str] = &[
-    "yolov3-tiny.cfg",
-    "yolov4-tiny.cfg",
-    "yolov2-voc.cfg",
-    "enet-coco.cfg",
-    "yolov2-tiny-voc.cfg",
+    "yolov3-tiny.cfg", "yolov4-tiny.cfg", "yolov2-voc.cfg", "enet-coco.cfg", "yolov2-tiny-voc.cfg",
     "yolov3-tiny-prn.cfg",
 ];
 
@@ -31,194 +27,38 @@ fn model_dir() -> PathBuf {
 }
 
 const SPECIAL_INTS: &[&str] = &[
-    "0",
-    "1",
-    "-1",
-    "2",
-    "3",
-    "-2",
-    "-3",
-    "-5",
-    "7",
-    "13",
-    "64",
-    "255",
-    "1024",
-    "65536",
-    "65537",
-    "100000",
-    "2147483647",
-    "-2147483648",
-    "2147483648",
-    "-2147483649",
-    "4294967296",
-    "99999999999999999999",
+    "0", "1", "-1", "2", "3", "-2", "-3", "-5", "7", "13", "64", "255", "1024", "65536", "65537", "100000",
+    "2147483647", "-2147483648", "2147483648", "-2147483649", "4294967296", "99999999999999999999",
 ];
 
 const GARBAGE: &[&str] = &[
-    "abc",
-    "1.5",
-    "-0.5",
-    "1e40",
-    "-1e40",
-    "1e-45",
-    "nan",
-    "NaN",
-    "inf",
-    "-inf",
-    "0x10",
-    "+3",
-    "--1",
-    "-",
-    ",",
-    ",,",
-    "1,",
-    "1,,2",
-    ",1",
-    "-1,-2,-3,-4,-5,-6,-7,-8",
-    "0,0,0",
-    "1,2,3,4,5,6,7,8,9,10,11,12",
-    "#",
-    "#5",
-    ";",
-    "1#2",
-    "=",
-    "==",
-    "[",
-    "]",
-    "[x]",
-    "é",
-    "ü9",
-    "\u{0}",
-    "\u{7f}",
-    "\u{feff}",
-    "\u{2028}",
-    "\u{fffd}",
-    "leaky",
-    "linear",
-    "mish",
-    "none",
-    "per_channel",
-    "steps",
-    "0.0",
+    "abc", "1.5", "-0.5", "1e40", "-1e40", "1e-45", "nan", "NaN", "inf", "-inf", "0x10", "+3", "--1", "-",
+    ",", ",,", "1,", "1,,2", ",1", "-1,-2,-3,-4,-5,-6,-7,-8", "0,0,0", "1,2,3,4,5,6,7,8,9,10,11,12", "#",
+    "#5", ";", "1#2", "=", "==", "[", "]", "[x]", "é", "ü9", "\u{0}", "\u{7f}", "\u{feff}", "\u{2028}",
+    "\u{fffd}", "leaky", "linear", "mish", "none", "per_channel", "steps", "0.0",
 ];
 
 const SECTIONS: &[&str] = &[
-    "net",
-    "network",
-    "convolutional",
-    "conv",
-    "connected",
-    "maxpool",
-    "avgpool",
-    "route",
-    "shortcut",
-    "upsample",
-    "reorg",
-    "reorg3d",
-    "yolo",
-    "region",
-    "scale_channels",
-    "sam",
-    "dropout",
-    "softmax",
-    "cost",
-    "lstm",
-    "local",
-    "foo",
-    "",
-    "[",
-    "]]",
-    "conv olutional",
+    "net", "network", "convolutional", "conv", "connected", "maxpool", "avgpool", "route", "shortcut",
+    "upsample", "reorg", "reorg3d", "yolo", "region", "scale_channels", "sam", "dropout", "softmax", "cost",
+    "lstm", "local", "foo", "", "[", "]]", "conv olutional",
 ];
 
 const KEYS: &[&str] = &[
-    "filters",
-    "size",
-    "stride",
-    "stride_x",
-    "stride_y",
-    "pad",
-    "padding",
-    "dilation",
-    "groups",
-    "group_id",
-    "activation",
-    "batch_normalize",
-    "layers",
-    "from",
-    "mask",
-    "anchors",
-    "num",
-    "classes",
-    "coords",
-    "width",
-    "height",
-    "channels",
-    "inputs",
-    "output",
-    "probability",
-    "policy",
-    "steps",
-    "scales",
-    "weights_type",
-    "scale_wh",
-    "reverse",
-    "ternary",
-    "xnor",
-    "max",
-    "iou_loss",
-    "scale_x_y",
-    "bogus",
+    "filters", "size", "stride", "stride_x", "stride_y", "pad", "padding", "dilation", "groups", "group_id",
+    "activation", "batch_normalize", "layers", "from", "mask", "anchors", "num", "classes", "coords",
+    "width", "height", "channels", "inputs", "output", "probability", "policy", "steps", "scales",
+    "weights_type", "scale_wh", "reverse", "ternary", "xnor", "max", "iou_loss", "scale_x_y", "bogus",
 ];
 
 /// Whole lines to insert: new sections, layer references, odd syntax.
 const LINES: &[&str] = &[
-    "[route]",
-    "layers=-1",
-    "layers=-1,-2",
-    "layers=0",
-    "layers=-1000",
-    "layers=1000",
-    "[shortcut]",
-    "from=-2",
-    "from=-3",
-    "[upsample]",
-    "stride=-2",
-    "[maxpool]",
-    "size=2147483647",
-    "[reorg]",
-    "[reorg3d]",
-    "reverse=1",
-    "[yolo]",
-    "[region]",
-    "[connected]",
-    "output=2147483647",
-    "[softmax]",
-    "groups=7",
-    "[scale_channels]",
-    "[sam]",
-    "[avgpool]",
-    "[dropout]",
-    "[cost]",
-    "[net]",
-    "[convolutional]",
-    "filters=2147483647",
-    "width=2147483647",
-    "inputs=100",
-    "num=2147483647",
-    "[",
-    "]",
-    "=",
-    "key",
-    "   ",
-    "\t\r",
-    "# comment",
-    "; comment",
-    "[conv]#c",
-    "[conv]x",
-    "a=b=c",
-    "\u{feff}[net]",
+    "[route]", "layers=-1", "layers=-1,-2", "layers=0", "layers=-1000", "layers=1000", "[shortcut]",
+    "from=-2", "from=-3", "[upsample]", "stride=-2", "[maxpool]", "size=2147483647", "[reorg]", "[reorg3d]",
+    "reverse=1", "[yolo]", "[region]", "[connected]", "output=2147483647", "[softmax]", "groups=7",
+    "[scale_channels]", "[sam]", "[avgpool]", "[dropout]", "[cost]", "[net]", "[convolutional]",
+    "filters=2147483647", "width=2147483647", "inputs=100", "num=2147483647", "[", "]", "=", "key", "   ",
+    "\t\r", "# comment", "; comment", "[conv]#c", "[conv]x", "a=b=c", "\u{feff}[net]",
 ];
 
 /// Lines of `text` (as the parser counts them: `str::lines`) and the newline-joined form.
@@ -274,9 +114,7 @@ fn kv_line(rng: &mut StdRng, lines: &[String]) -> Option<usize> {
 
 /// Index of a random section header line, if any.
 fn header_line(rng: &mut StdRng, lines: &[String]) -> Option<usize> {
-    let h: Vec<usize> = (0..lines.len())
-        .filter(|&i| lines[i].trim_start().starts_with('['))
-        .collect();
+    let h: Vec<usize> = (0..lines.len()).filter(|&i| lines[i].trim_start().starts_with('[')).collect();
     h.choose(rng).copied()
 }
 
@@ -475,8 +313,8 @@ fn mutated_real_cfgs_never_panic() {
     let (mut ok, mut err, mut total) = (0usize, 0usize, 0usize);
     let mut failures = Vec::new();
     'models: for name in MODELS {
-        let original = std::fs::read_to_string(model_dir().join(name))
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let original =
+            std::fs::read_to_string(model_dir().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
         // The unmutated model must load.
         if let Err(e) = parse_cfg_text(Path::new("fuzz.cfg"), &original) {
             panic!("{name} does not load: {e}");
@@ -496,9 +334,7 @@ fn mutated_real_cfgs_never_panic() {
                 Ok(true) => ok += 1,
                 Ok(false) => err += 1,
                 Err(why) => {
-                    failures.push(format!(
-                        "{name} iteration {iter}: {why}\n--- text ---\n{text}"
-                    ));
+                    failures.push(format!("{name} iteration {iter}: {why}\n--- text ---\n{text}"));
                     if failures.len() >= 5 {
                         break 'models;
                     }
@@ -514,14 +350,8 @@ fn mutated_real_cfgs_never_panic() {
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
     // The mutations must exercise both outcomes to mean anything.
     assert!(total >= 1000, "only {total} cases ran");
-    assert!(
-        ok * 20 >= total,
-        "too few mutated cfgs lowered: {ok} of {total}"
-    );
-    assert!(
-        err * 4 >= total,
-        "too few mutated cfgs rejected: {err} of {total}"
-    );
+    assert!(ok * 20 >= total, "too few mutated cfgs lowered: {ok} of {total}");
+    assert!(err * 4 >= total, "too few mutated cfgs rejected: {err} of {total}");
 }
 
 /// Minimal cfgs for bugs the fuzzer (and reading) found; each must not panic.

@@ -54,12 +54,7 @@ struct CfgCase {
 }
 
 fn case(name: &'static str, text: impl Into<String>, line: usize, expect: &'static str) -> CfgCase {
-    CfgCase {
-        name,
-        text: text.into(),
-        line: Some(line),
-        expect,
-    }
+    CfgCase { name, text: text.into(), line: Some(line), expect }
 }
 
 /// `NET` followed by `rest`.
@@ -428,20 +423,10 @@ fn malformed_cfgs_are_one_line_errors_with_exit_2() {
             None => {
                 assert_bad_input(c.name, &run, &["error: bad.cfg: ", c.expect]);
                 // No line number: the file name is followed by ": ", not ":N:".
-                assert!(
-                    run.stderr.starts_with("error: bad.cfg: "),
-                    "case {}: {}",
-                    c.name,
-                    run.stderr
-                );
+                assert!(run.stderr.starts_with("error: bad.cfg: "), "case {}: {}", c.name, run.stderr);
             }
         }
-        assert!(
-            run.stdout.is_empty(),
-            "case {}: stdout {:?}",
-            c.name,
-            run.stdout
-        );
+        assert!(run.stdout.is_empty(), "case {}: stdout {:?}", c.name, run.stdout);
     }
 }
 
@@ -456,11 +441,7 @@ fn missing_and_non_utf8_cfgs() {
     bytes.extend_from_slice(b"[convolutional]\nfilters=\xff\xfe\n");
     fs::write(dir.path().join("bad.cfg"), bytes).unwrap();
     let run = ternc(dir.path(), &["inspect", "bad.cfg"]);
-    assert_bad_input(
-        "non-utf8 value",
-        &run,
-        &["bad.cfg:6: ", "expected an integer"],
-    );
+    assert_bad_input("non-utf8 value", &run, &["bad.cfg:6: ", "expected an integer"]);
 }
 
 /// What Darknet tolerates is a warning naming the line, not an error.
@@ -550,10 +531,7 @@ fn tiny_model() -> (tempfile::TempDir, Vec<u8>) {
     assert_eq!(good.len(), END, "layout constants disagree with ternc");
     assert_eq!(total_params(dir.path(), "tiny.cfg"), TOTAL_PARAMS as u64);
     // The good file loads.
-    let run = ternc(
-        dir.path(),
-        &["inspect", "tiny.cfg", "--weights", "good.weights"],
-    );
+    let run = ternc(dir.path(), &["inspect", "tiny.cfg", "--weights", "good.weights"]);
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert!(run.stderr.is_empty(), "{}", run.stderr);
     (dir, good)
@@ -648,10 +626,7 @@ fn malformed_weights_name_the_byte_offset() {
     ];
     for (name, bytes, offset, expect) in &cases {
         fs::write(dir.path().join("bad.weights"), bytes).unwrap();
-        let run = ternc(
-            dir.path(),
-            &["inspect", "tiny.cfg", "--weights", "bad.weights"],
-        );
+        let run = ternc(dir.path(), &["inspect", "tiny.cfg", "--weights", "bad.weights"]);
         let at = format!("error: bad.weights: byte offset {offset}: ");
         assert_bad_input(name, &run, &[&at, expect]);
     }
@@ -663,95 +638,38 @@ fn weights_prefix_and_missing_files() {
 
     // A backbone prefix: the file ends right after layer 0.
     fs::write(dir.path().join("prefix.weights"), &good[..L1_BIASES]).unwrap();
-    let run = ternc(
-        dir.path(),
-        &[
-            "inspect",
-            "tiny.cfg",
-            "--weights",
-            "prefix.weights",
-            "--weights-prefix",
-            "1",
-        ],
-    );
+    let run =
+        ternc(dir.path(), &["inspect", "tiny.cfg", "--weights", "prefix.weights", "--weights-prefix", "1"]);
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert!(!run.stderr.contains("panicked"));
 
     // The same file without the prefix is truncated at layer 1.
-    let run = ternc(
-        dir.path(),
-        &["inspect", "tiny.cfg", "--weights", "prefix.weights"],
-    );
+    let run = ternc(dir.path(), &["inspect", "tiny.cfg", "--weights", "prefix.weights"]);
     let at = format!("error: prefix.weights: byte offset {L1_BIASES}: ");
-    assert_bad_input(
-        "prefix without --weights-prefix",
-        &run,
-        &[&at, "file ends inside layer 1"],
-    );
+    assert_bad_input("prefix without --weights-prefix", &run, &[&at, "file ends inside layer 1"]);
 
     // With a prefix, extra bytes after it are ignored, but layer 0 must still be whole.
-    let run = ternc(
-        dir.path(),
-        &[
-            "inspect",
-            "tiny.cfg",
-            "--weights",
-            "good.weights",
-            "--weights-prefix",
-            "1",
-        ],
-    );
+    let run =
+        ternc(dir.path(), &["inspect", "tiny.cfg", "--weights", "good.weights", "--weights-prefix", "1"]);
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     fs::write(dir.path().join("short.weights"), &good[..L0_WEIGHTS + 4]).unwrap();
-    let run = ternc(
-        dir.path(),
-        &[
-            "inspect",
-            "tiny.cfg",
-            "--weights",
-            "short.weights",
-            "--weights-prefix",
-            "1",
-        ],
-    );
+    let run =
+        ternc(dir.path(), &["inspect", "tiny.cfg", "--weights", "short.weights", "--weights-prefix", "1"]);
     let at = format!("error: short.weights: byte offset {L0_WEIGHTS}: ");
-    assert_bad_input(
-        "prefix file short of layer 0",
-        &run,
-        &[&at, "file ends inside layer 0"],
-    );
+    assert_bad_input("prefix file short of layer 0", &run, &[&at, "file ends inside layer 0"]);
 
     // A prefix longer than the model.
-    let run = ternc(
-        dir.path(),
-        &[
-            "inspect",
-            "tiny.cfg",
-            "--weights",
-            "good.weights",
-            "--weights-prefix",
-            "3",
-        ],
-    );
+    let run =
+        ternc(dir.path(), &["inspect", "tiny.cfg", "--weights", "good.weights", "--weights-prefix", "3"]);
     assert_bad_input(
         "prefix too long",
         &run,
-        &[
-            "error: good.weights: ",
-            "--weights-prefix 3 is more than the 2 layers",
-        ],
+        &["error: good.weights: ", "--weights-prefix 3 is more than the 2 layers"],
     );
 
     // A weights path that does not exist.
-    let run = ternc(
-        dir.path(),
-        &["inspect", "tiny.cfg", "--weights", "missing.weights"],
-    );
-    assert_bad_input(
-        "missing weights",
-        &run,
-        &["error: missing.weights: cannot read weights"],
-    );
+    let run = ternc(dir.path(), &["inspect", "tiny.cfg", "--weights", "missing.weights"]);
+    assert_bad_input("missing weights", &run, &["error: missing.weights: cannot read weights"]);
 }
 
 // ---------------------------------------------------------------------------
@@ -759,10 +677,8 @@ fn weights_prefix_and_missing_files() {
 // ---------------------------------------------------------------------------
 
 fn dir_entries(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    let mut v: Vec<String> =
+        fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     v.sort();
     v
 }
@@ -774,39 +690,21 @@ fn init_on_bad_cfg_writes_nothing() {
     fs::write(dir.path().join("bad.cfg"), &bad).unwrap();
     let run = ternc(dir.path(), &["init", "bad.cfg", "-o", "out.weights"]);
     assert_bad_input("init bad cfg", &run, &["error: bad.cfg:6: ", "filters=abc"]);
-    assert_eq!(
-        dir_entries(dir.path()),
-        ["bad.cfg"],
-        "no output, no temporary files"
-    );
+    assert_eq!(dir_entries(dir.path()), ["bad.cfg"], "no output, no temporary files");
 
     // An existing output survives a failed run untouched.
     fs::write(dir.path().join("out.weights"), b"previous contents").unwrap();
     let run = ternc(dir.path(), &["init", "bad.cfg", "-o", "out.weights"]);
     assert_bad_input("init bad cfg over an existing file", &run, &["bad.cfg:6: "]);
-    assert_eq!(
-        fs::read(dir.path().join("out.weights")).unwrap(),
-        b"previous contents"
-    );
+    assert_eq!(fs::read(dir.path().join("out.weights")).unwrap(), b"previous contents");
     assert_eq!(dir_entries(dir.path()), ["bad.cfg", "out.weights"]);
 
     // An output directory that does not exist: an error (not bad input), no panic.
     fs::write(dir.path().join("good.cfg"), TINY).unwrap();
-    let run = ternc(
-        dir.path(),
-        &["init", "good.cfg", "-o", "no/such/dir/out.weights"],
-    );
+    let run = ternc(dir.path(), &["init", "good.cfg", "-o", "no/such/dir/out.weights"]);
     assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
-    assert!(
-        !matches!(run.code, Some(0) | Some(101) | None),
-        "{:?} {}",
-        run.code,
-        run.stderr
-    );
-    assert_eq!(
-        dir_entries(dir.path()),
-        ["bad.cfg", "good.cfg", "out.weights"]
-    );
+    assert!(!matches!(run.code, Some(0) | Some(101) | None), "{:?} {}", run.code, run.stderr);
+    assert_eq!(dir_entries(dir.path()), ["bad.cfg", "good.cfg", "out.weights"]);
 }
 
 #[test]

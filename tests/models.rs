@@ -13,25 +13,9 @@ fn root() -> PathBuf {
 }
 
 fn inspect_json(cfg: &Path) -> Value {
-    let out = Command::cargo_bin("ternc")
-        .unwrap()
-        .arg("inspect")
-        .arg("--json")
-        .arg(cfg)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}: {}",
-        cfg.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.stderr.is_empty(),
-        "{}: warnings: {}",
-        cfg.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::cargo_bin("ternc").unwrap().arg("inspect").arg("--json").arg(cfg).output().unwrap();
+    assert!(out.status.success(), "{}: {}", cfg.display(), String::from_utf8_lossy(&out.stderr));
+    assert!(out.stderr.is_empty(), "{}: warnings: {}", cfg.display(), String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -50,28 +34,19 @@ fn every_bundled_cfg_matches_the_independent_derivation() {
                 continue;
             }
             let key = format!("{dir}/{}", path.file_name().unwrap().to_string_lossy());
-            let want = expected
-                .get(&key)
-                .unwrap_or_else(|| panic!("{key} missing from expected_shapes.json"));
+            let want =
+                expected.get(&key).unwrap_or_else(|| panic!("{key} missing from expected_shapes.json"));
             let got = inspect_json(&path);
             assert_eq!(got["total_params"], want["total_params"], "{key}");
-            let (gb, wb) = (
-                got["total_bflops"].as_f64().unwrap(),
-                want["total_bflops"].as_f64().unwrap(),
-            );
+            let (gb, wb) = (got["total_bflops"].as_f64().unwrap(), want["total_bflops"].as_f64().unwrap());
             assert!((gb - wb).abs() < 1e-6, "{key}: bflops {gb} vs {wb}");
-            let (gl, wl) = (
-                got["layers"].as_array().unwrap(),
-                want["layers"].as_array().unwrap(),
-            );
+            let (gl, wl) = (got["layers"].as_array().unwrap(), want["layers"].as_array().unwrap());
             assert_eq!(gl.len(), wl.len(), "{key}: layer count");
             for (g, w) in gl.iter().zip(wl) {
                 for field in ["index", "type", "input", "output", "params"] {
                     assert_eq!(g[field], w[field], "{key} layer {}: {field}", w["index"]);
                 }
-                assert!(
-                    (g["bflops"].as_f64().unwrap() - w["bflops"].as_f64().unwrap()).abs() < 1e-9
-                );
+                assert!((g["bflops"].as_f64().unwrap() - w["bflops"].as_f64().unwrap()).abs() < 1e-9);
                 assert!(g["ternary"].is_boolean());
             }
             checked += 1;
@@ -91,29 +66,17 @@ fn known_darknet_totals() {
     ] {
         let v = inspect_json(&root().join("models").join(cfg));
         assert_eq!(v["total_params"].as_u64().unwrap(), params, "{cfg}");
-        assert!(
-            (v["total_bflops"].as_f64().unwrap() - bflops).abs() < 5e-4,
-            "{cfg}: {}",
-            v["total_bflops"]
-        );
+        assert!((v["total_bflops"].as_f64().unwrap() - bflops).abs() < 5e-4, "{cfg}: {}", v["total_bflops"]);
     }
 }
 
 #[test]
 fn twn_stage_cfgs_flag_ternary_layers() {
     let v = inspect_json(&root().join("models/darknet-twn/yolov3-tiny-voc_M1.cfg"));
-    let flags: Vec<bool> = v["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["ternary"].as_bool().unwrap())
-        .collect();
-    let text =
-        std::fs::read_to_string(root().join("models/darknet-twn/yolov3-tiny-voc_M1.cfg")).unwrap();
-    let in_cfg = text
-        .lines()
-        .filter(|l| l.replace(' ', "") == "ternary=1")
-        .count();
+    let flags: Vec<bool> =
+        v["layers"].as_array().unwrap().iter().map(|l| l["ternary"].as_bool().unwrap()).collect();
+    let text = std::fs::read_to_string(root().join("models/darknet-twn/yolov3-tiny-voc_M1.cfg")).unwrap();
+    let in_cfg = text.lines().filter(|l| l.replace(' ', "") == "ternary=1").count();
     assert!(in_cfg > 0);
     assert_eq!(flags.iter().filter(|&&t| t).count(), in_cfg);
     // only convolutional layers carry the flag
@@ -127,23 +90,13 @@ fn twn_stage_cfgs_flag_ternary_layers() {
 #[test]
 fn table_and_ir_views() {
     let cfg = root().join("models/darknet/yolov3-tiny.cfg");
-    let out = Command::cargo_bin("ternc")
-        .unwrap()
-        .arg("inspect")
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = Command::cargo_bin("ternc").unwrap().arg("inspect").arg(&cfg).output().unwrap();
     let table = String::from_utf8(out.stdout).unwrap();
     assert!(table.contains("total: 8858734 params"), "{table}");
     assert!(table.contains("5.571 BFLOPs"), "{table}");
     assert_eq!(table.lines().filter(|l| l.contains(" yolo ")).count(), 2);
 
-    let out = Command::cargo_bin("ternc")
-        .unwrap()
-        .args(["inspect", "--ir"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = Command::cargo_bin("ternc").unwrap().args(["inspect", "--ir"]).arg(&cfg).output().unwrap();
     let ir = String::from_utf8(out.stdout).unwrap();
     let lowered = ternc_frontend::load_cfg(&cfg).unwrap();
     assert_eq!(ir, lowered.graph.dump());
@@ -180,15 +133,9 @@ fn inspect_with_weights_checks_and_summarises() {
         .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(
-        text.contains("weights: 8858734 floats, seen 0 images"),
-        "{text}"
-    );
+    assert!(text.contains("weights: 8858734 floats, seen 0 images"), "{text}");
     // one statistics row per convolutional layer (13), with 0.0% zeros for random weights
-    let rows: Vec<&str> = text
-        .lines()
-        .filter(|l| l.contains("convolutional") && l.ends_with('%'))
-        .collect();
+    let rows: Vec<&str> = text.lines().filter(|l| l.contains("convolutional") && l.ends_with('%')).collect();
     assert_eq!(rows.len(), 13, "{text}");
     assert!(rows.iter().all(|r| r.ends_with(" 0.0%")));
 }

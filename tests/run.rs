@@ -20,13 +20,7 @@ fn dump_writes_every_layer_as_npy() {
     g.params = init(&g, 9);
     weights::write(&w, &g).unwrap();
     let s = g.input_shape();
-    let input = Tensor::from_vec(
-        1,
-        s,
-        (0..s.numel())
-            .map(|i| ((i * 7919) % 1000) as f32 / 1000.0)
-            .collect(),
-    );
+    let input = Tensor::from_vec(1, s, (0..s.numel()).map(|i| ((i * 7919) % 1000) as f32 / 1000.0).collect());
     let x = dir.path().join("x.npy");
     std::fs::write(&x, npy::tensor_bytes(&input).unwrap()).unwrap();
 
@@ -43,19 +37,12 @@ fn dump_writes_every_layer_as_npy() {
         .arg(&dump)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("layer  15 region"), "{stdout}");
 
     let mut expected = vec![None; g.num_layers()];
-    Reference::new(&g, 1)
-        .unwrap()
-        .run(&input, |d| expected[d.layer] = Some(d.output.clone()))
-        .unwrap();
+    Reference::new(&g, 1).unwrap().run(&input, |d| expected[d.layer] = Some(d.output.clone())).unwrap();
     for (i, want) in expected.into_iter().enumerate() {
         let got = npy::read_tensor(&dump.join(format!("{i:03}.npy"))).unwrap();
         assert_eq!(got, want.unwrap(), "layer {i}");
@@ -72,17 +59,11 @@ fn run_rejects_wrong_inputs() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = root().join("models/darknet/yolov3-tiny.cfg");
     let wrong = dir.path().join("wrong.npy");
-    std::fs::write(
-        &wrong,
-        npy::tensor_bytes(&Tensor::zeros(1, ternc_ir::Shape::new(3, 32, 32))).unwrap(),
-    )
-    .unwrap();
+    std::fs::write(&wrong, npy::tensor_bytes(&Tensor::zeros(1, ternc_ir::Shape::new(3, 32, 32))).unwrap())
+        .unwrap();
     let garbage = dir.path().join("garbage.npy");
     std::fs::write(&garbage, b"\x93NUMPY garbage").unwrap();
-    for (input, needle) in [
-        (&wrong, "the network takes [1,3,416,416]"),
-        (&garbage, "not a .npy file"),
-    ] {
+    for (input, needle) in [(&wrong, "the network takes [1,3,416,416]"), (&garbage, "not a .npy file")] {
         let out = Command::cargo_bin("ternc")
             .unwrap()
             .arg("run")
@@ -93,10 +74,7 @@ fn run_rejects_wrong_inputs() {
             .unwrap();
         assert_eq!(out.status.code(), Some(2));
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            err.contains(needle) && err.contains(input.file_name().unwrap().to_str().unwrap()),
-            "{err}"
-        );
+        assert!(err.contains(needle) && err.contains(input.file_name().unwrap().to_str().unwrap()), "{err}");
     }
 }
 
@@ -111,18 +89,8 @@ fn run_takes_images_and_bench_reports_json() {
         .arg(root().join("images/dog.jpg"))
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter(|l| l.contains(" yolo "))
-            .count(),
-        2
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.contains(" yolo ")).count(), 2);
 
     let out = Command::cargo_bin("ternc")
         .unwrap()
@@ -131,17 +99,10 @@ fn run_takes_images_and_bench_reports_json() {
         .args(["--iters", "2", "--warmup", "0", "--threads", "1", "--json"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let (med, min, max) = (
-        v["median_ms"].as_f64().unwrap(),
-        v["min_ms"].as_f64().unwrap(),
-        v["max_ms"].as_f64().unwrap(),
-    );
+    let (med, min, max) =
+        (v["median_ms"].as_f64().unwrap(), v["min_ms"].as_f64().unwrap(), v["max_ms"].as_f64().unwrap());
     assert!(min > 0.0 && min <= med && med <= max, "{v}");
     assert_eq!(v["layers"].as_array().unwrap().len(), 16);
     assert_eq!(v["threads"], 1);

@@ -37,10 +37,7 @@ pub fn parse(path: &Path, text: &str) -> Result<CfgFile, InputError> {
     let mut sections: Vec<Section> = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         let line = i + 1;
-        let s: String = raw
-            .chars()
-            .filter(|c| !matches!(c, ' ' | '\t' | '\r' | '\n'))
-            .collect();
+        let s: String = raw.chars().filter(|c| !matches!(c, ' ' | '\t' | '\r' | '\n')).collect();
         if s.is_empty() || s.starts_with('#') || s.starts_with(';') {
             continue;
         }
@@ -49,9 +46,7 @@ pub fn parse(path: &Path, text: &str) -> Result<CfgFile, InputError> {
                 return Err(InputError::at_line(
                     path,
                     line,
-                    format!(
-                        "'{s}' has no closing ']': expected a section header like [convolutional]"
-                    ),
+                    format!("'{s}' has no closing ']': expected a section header like [convolutional]"),
                 ));
             };
             let tail = &rest[end + 1..];
@@ -62,11 +57,7 @@ pub fn parse(path: &Path, text: &str) -> Result<CfgFile, InputError> {
                     format!("unexpected '{tail}' after the section header"),
                 ));
             }
-            sections.push(Section {
-                name: rest[..end].to_string(),
-                line,
-                entries: Vec::new(),
-            });
+            sections.push(Section { name: rest[..end].to_string(), line, entries: Vec::new() });
             continue;
         }
         let Some((key, value)) = s.split_once('=') else {
@@ -77,18 +68,10 @@ pub fn parse(path: &Path, text: &str) -> Result<CfgFile, InputError> {
             ));
         };
         if key.is_empty() {
-            return Err(InputError::at_line(
-                path,
-                line,
-                format!("'{s}' has no key before '='"),
-            ));
+            return Err(InputError::at_line(path, line, format!("'{s}' has no key before '='")));
         }
         if value.is_empty() {
-            return Err(InputError::at_line(
-                path,
-                line,
-                format!("key '{key}' has no value"),
-            ));
+            return Err(InputError::at_line(path, line, format!("key '{key}' has no value")));
         }
         let Some(section) = sections.last_mut() else {
             return Err(InputError::at_line(
@@ -104,10 +87,7 @@ pub fn parse(path: &Path, text: &str) -> Result<CfgFile, InputError> {
             used: Cell::new(false),
         });
     }
-    Ok(CfgFile {
-        path: path.to_path_buf(),
-        sections,
-    })
+    Ok(CfgFile { path: path.to_path_buf(), sections })
 }
 
 /// Typed, tracked access to one section's keys, with errors pointing at the line.
@@ -125,20 +105,12 @@ fn bare(value: &str) -> &str {
 
 impl<'a> Options<'a> {
     pub fn new(path: &'a Path, section: &'a Section) -> Self {
-        Options {
-            path,
-            section,
-            notes: RefCell::new(Vec::new()),
-        }
+        Options { path, section, notes: RefCell::new(Vec::new()) }
     }
 
     /// Records a warning about something Darknet tolerates at `line`.
     pub fn warn(&self, line: usize, msg: impl Into<String>) {
-        self.notes.borrow_mut().push(Warning {
-            file: self.path.to_path_buf(),
-            line,
-            msg: msg.into(),
-        });
+        self.notes.borrow_mut().push(Warning { file: self.path.to_path_buf(), line, msg: msg.into() });
     }
 
     pub fn err(&self, line: usize, msg: impl Into<String>) -> InputError {
@@ -162,20 +134,13 @@ impl<'a> Options<'a> {
     }
 
     pub fn line_of(&self, key: &str) -> usize {
-        self.section
-            .entries
-            .iter()
-            .find(|e| e.key == key)
-            .map_or(self.section.line, |e| e.line)
+        self.section.entries.iter().find(|e| e.key == key).map_or(self.section.line, |e| e.line)
     }
 
     fn parse_int(&self, e: &Entry, text: &str) -> Result<i64, InputError> {
-        text.parse::<i32>().map(i64::from).map_err(|_| {
-            self.err(
-                e.line,
-                format!("{}={}: expected an integer", e.key, e.value),
-            )
-        })
+        text.parse::<i32>()
+            .map(i64::from)
+            .map_err(|_| self.err(e.line, format!("{}={}: expected an integer", e.key, e.value)))
     }
 
     fn parse_float(&self, e: &Entry, text: &str) -> Result<f32, InputError> {
@@ -196,10 +161,7 @@ impl<'a> Options<'a> {
     pub fn int_min(&self, key: &str, default: i64, min: i64) -> Result<usize, InputError> {
         let v = self.int(key, default)?;
         if v < min {
-            return Err(self.err(
-                self.line_of(key),
-                format!("{key}={v}: expected an integer >= {min}"),
-            ));
+            return Err(self.err(self.line_of(key), format!("{key}={v}: expected an integer >= {min}")));
         }
         Ok(v as usize)
     }
@@ -216,9 +178,7 @@ impl<'a> Options<'a> {
     }
 
     pub fn str(&self, key: &str, default: &str) -> String {
-        self.entry(key)
-            .map_or(default, |e| bare(&e.value))
-            .to_string()
+        self.entry(key).map_or(default, |e| bare(&e.value)).to_string()
     }
 
     /// One of `choices`, or an error listing them.
@@ -227,10 +187,7 @@ impl<'a> Options<'a> {
         if choices.contains(&v.as_str()) {
             Ok(v)
         } else {
-            Err(self.err(
-                self.line_of(key),
-                format!("{key}={v}: expected one of {}", choices.join(", ")),
-            ))
+            Err(self.err(self.line_of(key), format!("{key}={v}: expected one of {}", choices.join(", "))))
         }
     }
 
@@ -248,22 +205,14 @@ impl<'a> Options<'a> {
         let Some(e) = self.entry(key) else {
             return Ok(None);
         };
-        self.items(e)
-            .into_iter()
-            .map(|t| self.parse_int(e, t))
-            .collect::<Result<_, _>>()
-            .map(Some)
+        self.items(e).into_iter().map(|t| self.parse_int(e, t)).collect::<Result<_, _>>().map(Some)
     }
 
     pub fn float_list(&self, key: &str) -> Result<Option<Vec<f32>>, InputError> {
         let Some(e) = self.entry(key) else {
             return Ok(None);
         };
-        self.items(e)
-            .into_iter()
-            .map(|t| self.parse_float(e, t))
-            .collect::<Result<_, _>>()
-            .map(Some)
+        self.items(e).into_iter().map(|t| self.parse_float(e, t)).collect::<Result<_, _>>().map(Some)
     }
 
     /// Rejects a Darknet feature ternc does not implement, when it is switched on.
@@ -304,10 +253,7 @@ impl<'a> Options<'a> {
                 out.push(Warning {
                     file: self.path.to_path_buf(),
                     line: e.line,
-                    msg: format!(
-                        "unknown key '{}' in [{name}] is ignored (Darknet ignores it too)",
-                        e.key
-                    ),
+                    msg: format!("unknown key '{}' in [{name}] is ignored (Darknet ignores it too)", e.key),
                 });
             }
         }
@@ -325,7 +271,9 @@ mod tests {
 
     #[test]
     fn strips_whitespace_and_comments_like_darknet() {
-        let c = cfg("# comment\n[net]\n wid th = 4 16\n; other\nheight=416 # trailing\n\n[conv]\nfilters=8\n").unwrap();
+        let c =
+            cfg("# comment\n[net]\n wid th = 4 16\n; other\nheight=416 # trailing\n\n[conv]\nfilters=8\n")
+                .unwrap();
         assert_eq!(c.sections.len(), 2);
         assert_eq!(c.sections[0].name, "net");
         assert_eq!(c.sections[0].entries[0].key, "width");
@@ -368,23 +316,11 @@ mod tests {
         let c = cfg("[x]\na=12\nb=1.5\nc=abc\nd=1,2,3,\ne=0.5,x\nf=-3\n").unwrap();
         let o = Options::new(Path::new("t.cfg"), &c.sections[0]);
         assert_eq!(o.float("b", 0.0).unwrap(), 1.5);
-        assert!(o
-            .int("b", 0)
-            .unwrap_err()
-            .to_string()
-            .contains("t.cfg:3: b=1.5: expected an integer"));
+        assert!(o.int("b", 0).unwrap_err().to_string().contains("t.cfg:3: b=1.5: expected an integer"));
         assert!(o.float("c", 0.0).is_err());
         assert_eq!(o.int_list("d").unwrap().unwrap(), vec![1, 2, 3]);
-        assert!(o
-            .float_list("e")
-            .unwrap_err()
-            .to_string()
-            .starts_with("t.cfg:6:"));
-        assert!(o
-            .int_min("f", 1, 1)
-            .unwrap_err()
-            .to_string()
-            .contains("f=-3"));
+        assert!(o.float_list("e").unwrap_err().to_string().starts_with("t.cfg:6:"));
+        assert!(o.int_min("f", 1, 1).unwrap_err().to_string().contains("f=-3"));
         assert_eq!(o.int("missing", 7).unwrap(), 7);
     }
 }

@@ -18,13 +18,10 @@ pub struct DataConfig {
 }
 
 fn read_text(path: &Path, what: &str) -> Result<String, InputError> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| InputError::whole(path, format!("cannot read {what}: {e}")))?;
+    let bytes =
+        std::fs::read(path).map_err(|e| InputError::whole(path, format!("cannot read {what}: {e}")))?;
     String::from_utf8(bytes).map_err(|e| {
-        let line = 1 + e.as_bytes()[..e.utf8_error().valid_up_to()]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count();
+        let line = 1 + e.as_bytes()[..e.utf8_error().valid_up_to()].iter().filter(|&&b| b == b'\n').count();
         InputError::at_line(path, line, format!("not UTF-8 text: expected a {what}"))
     })
 }
@@ -40,29 +37,17 @@ pub fn parse_data(path: &Path, text: &str) -> Result<DataConfig, InputError> {
             continue;
         }
         let Some((k, v)) = s.split_once('=') else {
-            return Err(InputError::at_line(
-                path,
-                line,
-                format!("'{s}' is not a key=value line"),
-            ));
+            return Err(InputError::at_line(path, line, format!("'{s}' is not a key=value line")));
         };
         let (k, v) = (k.trim(), v.trim());
         if v.is_empty() {
-            return Err(InputError::at_line(
-                path,
-                line,
-                format!("key '{k}' has no value"),
-            ));
+            return Err(InputError::at_line(path, line, format!("key '{k}' has no value")));
         }
         match k {
             "classes" => {
                 let n = v.parse::<usize>().ok().filter(|&n| n > 0);
                 d.classes = Some(n.ok_or_else(|| {
-                    InputError::at_line(
-                        path,
-                        line,
-                        format!("classes={v}: expected a positive integer"),
-                    )
+                    InputError::at_line(path, line, format!("classes={v}: expected a positive integer"))
                 })?);
             }
             "train" => d.train = Some(v.into()),
@@ -89,17 +74,10 @@ pub fn parse_names(path: &Path, text: &str) -> Result<Vec<String>, InputError> {
         names.pop();
     }
     if let Some(i) = names.iter().position(String::is_empty) {
-        return Err(InputError::at_line(
-            path,
-            i + 1,
-            "empty class name: expected one name per line",
-        ));
+        return Err(InputError::at_line(path, i + 1, "empty class name: expected one name per line"));
     }
     if names.is_empty() {
-        return Err(InputError::whole(
-            path,
-            "no class names: expected one name per line",
-        ));
+        return Err(InputError::whole(path, "no class names: expected one name per line"));
     }
     Ok(names)
 }
@@ -120,10 +98,7 @@ mod tests {
         assert_eq!(d.names.unwrap(), PathBuf::from("data/voc.names"));
         assert_eq!(d.other["eval"], "voc");
         let e = parse_data(Path::new("v.data"), "classes=x\n").unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "v.data:1: classes=x: expected a positive integer"
-        );
+        assert_eq!(e.to_string(), "v.data:1: classes=x: expected a positive integer");
         assert!(parse_data(Path::new("v.data"), "\n\nnonsense\n")
             .unwrap_err()
             .to_string()
@@ -132,14 +107,8 @@ mod tests {
 
     #[test]
     fn names_file() {
-        assert_eq!(
-            parse_names(Path::new("n"), "dog\r\ncat\n\n").unwrap(),
-            ["dog", "cat"]
-        );
-        assert!(parse_names(Path::new("n"), "dog\n\ncat\n")
-            .unwrap_err()
-            .to_string()
-            .starts_with("n:2:"));
+        assert_eq!(parse_names(Path::new("n"), "dog\r\ncat\n\n").unwrap(), ["dog", "cat"]);
+        assert!(parse_names(Path::new("n"), "dog\n\ncat\n").unwrap_err().to_string().starts_with("n:2:"));
         assert!(parse_names(Path::new("n"), "\n").is_err());
     }
 }

@@ -25,7 +25,6 @@ pub fn parse_cfg_text(path: &Path, text: &str) -> Result<Lowered, InputError> {
 
 /// Reads, parses and lowers a cfg file.
 pub fn load_cfg(path: &Path) -> Result<Lowered, InputError> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| InputError::whole(path, format!("cannot read cfg: {e}")))?;
+    let bytes = std::fs::read(path).map_err(|e| InputError::whole(path, format!("cannot read cfg: {e}")))?;
     parse_cfg_text(path, &String::from_utf8_lossy(&bytes))
 }

@@ -2,215 +2,58 @@
 //! and shape rules, each failure an error at the offending line.
 
 use ternc_ir::{
-    Activation, Connected, Conv, Cost, Dropout, Graph, InputError, MaxPool, NetConfig, NodeIndex,
-    Op, Policy, Region, Reorg, ReorgKind, Route, Sam, ScaleChannels, Shortcut, ShortcutWeights,
-    Softmax, Upsample, Warning, Yolo, MAX_TENSOR_BYTES,
+    Activation, Connected, Conv, Cost, Dropout, Graph, InputError, MaxPool, NetConfig, NodeIndex, Op, Policy,
+    Region, Reorg, ReorgKind, Route, Sam, ScaleChannels, Shortcut, ShortcutWeights, Softmax, Upsample,
+    Warning, Yolo, MAX_TENSOR_BYTES,
 };
 
 use crate::cfg::{CfgFile, Options};
 
 /// Keys every layer section may carry (Darknet reads them for all layer types).
 const COMMON_KEYS: &[&str] = &[
-    "clip",
-    "onlyforward",
-    "dont_update",
-    "burnin_update",
-    "stopbackward",
-    "train_only_bn",
-    "learning_rate",
-    "stream",
-    "wait_stream",
-    "dontload",
-    "dontloadscales",
+    "clip", "onlyforward", "dont_update", "burnin_update", "stopbackward", "train_only_bn", "learning_rate",
+    "stream", "wait_stream", "dontload", "dontloadscales",
 ];
 
 const NET_KEYS: &[&str] = &[
-    "B1",
-    "B2",
-    "adam",
-    "adversarial_lr",
-    "angle",
-    "aspect",
-    "attention",
-    "augment_speed",
-    "badlabels_rejection_percentage",
-    "batch",
-    "blur",
-    "burn_in",
-    "channels",
-    "contrastive",
-    "contrastive_color",
-    "contrastive_jit_flip",
-    "cutmix",
-    "decay",
-    "dynamic_minibatch",
-    "ema_alpha",
-    "eps",
-    "equidistant_point",
-    "exposure",
-    "flip",
-    "gamma",
-    "gaussian_noise",
-    "height",
-    "hue",
-    "inputs",
-    "label_smooth_eps",
-    "learning_rate",
-    "learning_rate_min",
-    "letter_box",
-    "loss_scale",
-    "max_batches",
-    "max_chart_loss",
-    "max_crop",
-    "min_crop",
-    "mixup",
-    "momentum",
-    "mosaic",
-    "mosaic_bound",
-    "num_sigmas_reject_badlabels",
-    "optimized_memory",
-    "policy",
-    "power",
-    "resize_step",
-    "saturation",
-    "scale",
-    "scales",
-    "seq_scales",
-    "sequential_subdivisions",
-    "sgdr_cycle",
-    "sgdr_mult",
-    "show_receptive_field",
-    "step",
-    "steps",
-    "subdivisions",
-    "time_steps",
-    "track",
-    "try_fix_nan",
-    "unsupervised",
-    "use_cuda_graph",
-    "weights_reject_freq",
-    "width",
-    "workspace_size_limit_MB",
+    "B1", "B2", "adam", "adversarial_lr", "angle", "aspect", "attention", "augment_speed",
+    "badlabels_rejection_percentage", "batch", "blur", "burn_in", "channels", "contrastive",
+    "contrastive_color", "contrastive_jit_flip", "cutmix", "decay", "dynamic_minibatch", "ema_alpha", "eps",
+    "equidistant_point", "exposure", "flip", "gamma", "gaussian_noise", "height", "hue", "inputs",
+    "label_smooth_eps", "learning_rate", "learning_rate_min", "letter_box", "loss_scale", "max_batches",
+    "max_chart_loss", "max_crop", "min_crop", "mixup", "momentum", "mosaic", "mosaic_bound",
+    "num_sigmas_reject_badlabels", "optimized_memory", "policy", "power", "resize_step", "saturation",
+    "scale", "scales", "seq_scales", "sequential_subdivisions", "sgdr_cycle", "sgdr_mult",
+    "show_receptive_field", "step", "steps", "subdivisions", "time_steps", "track", "try_fix_nan",
+    "unsupervised", "use_cuda_graph", "weights_reject_freq", "width", "workspace_size_limit_MB",
 ];
 
 const CONV_KEYS: &[&str] = &[
-    "filters",
-    "size",
-    "stride",
-    "stride_x",
-    "stride_y",
-    "pad",
-    "padding",
-    "groups",
-    "dilation",
-    "activation",
-    "batch_normalize",
-    "cbn",
-    "ternary",
-    "binary",
-    "xnor",
-    "bin_output",
-    "antialiasing",
-    "share_index",
-    "sway",
-    "rotate",
-    "stretch",
-    "stretch_sway",
-    "assisted_excitation",
-    "flipped",
-    "dot",
-    "angle",
-    "grad_centr",
-    "reverse",
-    "coordconv",
+    "filters", "size", "stride", "stride_x", "stride_y", "pad", "padding", "groups", "dilation",
+    "activation", "batch_normalize", "cbn", "ternary", "binary", "xnor", "bin_output", "antialiasing",
+    "share_index", "sway", "rotate", "stretch", "stretch_sway", "assisted_excitation", "flipped", "dot",
+    "angle", "grad_centr", "reverse", "coordconv",
 ];
 
 const YOLO_KEYS: &[&str] = &[
-    "classes",
-    "num",
-    "mask",
-    "anchors",
-    "max",
-    "show_details",
-    "max_delta",
-    "counters_per_class",
-    "label_smooth_eps",
-    "scale_x_y",
-    "objectness_smooth",
-    "new_coords",
-    "iou_normalizer",
-    "obj_normalizer",
-    "cls_normalizer",
-    "delta_normalizer",
-    "iou_loss",
-    "iou_thresh_kind",
-    "beta_nms",
-    "nms_kind",
-    "jitter",
-    "resize",
-    "focal_loss",
-    "ignore_thresh",
-    "truth_thresh",
-    "iou_thresh",
-    "random",
-    "track_history_size",
-    "sim_thresh",
-    "dets_for_track",
-    "dets_for_show",
-    "track_ciou_norm",
-    "embedding_layer",
-    "map",
+    "classes", "num", "mask", "anchors", "max", "show_details", "max_delta", "counters_per_class",
+    "label_smooth_eps", "scale_x_y", "objectness_smooth", "new_coords", "iou_normalizer", "obj_normalizer",
+    "cls_normalizer", "delta_normalizer", "iou_loss", "iou_thresh_kind", "beta_nms", "nms_kind", "jitter",
+    "resize", "focal_loss", "ignore_thresh", "truth_thresh", "iou_thresh", "random", "track_history_size",
+    "sim_thresh", "dets_for_track", "dets_for_show", "track_ciou_norm", "embedding_layer", "map",
 ];
 
 const REGION_KEYS: &[&str] = &[
-    "coords",
-    "classes",
-    "num",
-    "max",
-    "log",
-    "sqrt",
-    "softmax",
-    "focal_loss",
-    "jitter",
-    "resize",
-    "rescore",
-    "thresh",
-    "classfix",
-    "absolute",
-    "random",
-    "coord_scale",
-    "object_scale",
-    "noobject_scale",
-    "mask_scale",
-    "class_scale",
-    "bias_match",
-    "tree",
-    "map",
-    "anchors",
+    "coords", "classes", "num", "max", "log", "sqrt", "softmax", "focal_loss", "jitter", "resize", "rescore",
+    "thresh", "classfix", "absolute", "random", "coord_scale", "object_scale", "noobject_scale",
+    "mask_scale", "class_scale", "bias_match", "tree", "map", "anchors",
 ];
 
 /// Darknet layer sections that ternc does not implement (distinct from typos).
 const UNSUPPORTED_SECTIONS: &[&str] = &[
-    "local",
-    "crnn",
-    "rnn",
-    "gru",
-    "lstm",
-    "conv_lstm",
-    "history",
-    "crop",
-    "detection",
-    "Gaussian_yolo",
-    "activation",
-    "batchnorm",
-    "lrn",
-    "normalization",
-    "local_avg",
-    "local_avgpool",
-    "contrastive",
-    "empty",
-    "silence",
-    "implicit",
+    "local", "crnn", "rnn", "gru", "lstm", "conv_lstm", "history", "crop", "detection", "Gaussian_yolo",
+    "activation", "batchnorm", "lrn", "normalization", "local_avg", "local_avgpool", "contrastive", "empty",
+    "silence", "implicit",
 ];
 
 const SUPPORTED: &str = "convolutional, connected, maxpool, avgpool, route, shortcut, upsample, reorg, reorg3d, yolo, region, scale_channels, sam, dropout, softmax, cost";
@@ -228,10 +71,7 @@ fn activation(o: &Options, default: &str) -> Result<Activation, InputError> {
         let all: Vec<&str> = Activation::all_names().collect();
         o.err(
             o.line_of("activation"),
-            format!(
-                "activation={name}: unknown activation; expected one of {}",
-                all.join(", ")
-            ),
+            format!("activation={name}: unknown activation; expected one of {}", all.join(", ")),
         )
     })
 }
@@ -289,16 +129,11 @@ fn parse_net(o: &Options) -> Result<NetConfig, InputError> {
         .choice(
             "policy",
             "constant",
-            &[
-                "constant", "step", "steps", "exp", "poly", "sigmoid", "random", "sgdr",
-            ],
+            &["constant", "step", "steps", "exp", "poly", "sigmoid", "random", "sgdr"],
         )?
         .as_str()
     {
-        "step" => Policy::Step {
-            step: o.int("step", 1)?,
-            scale: o.float("scale", 1.0)?,
-        },
+        "step" => Policy::Step { step: o.int("step", 1)?, scale: o.float("scale", 1.0)? },
         "steps" | "sgdr" => {
             let steps = o.int_list("steps")?;
             let scales = o.float_list("scales")?;
@@ -321,20 +156,13 @@ fn parse_net(o: &Options) -> Result<NetConfig, InputError> {
                         Policy::Sgdr
                     }
                 }
-                _ if is_steps => {
-                    return Err(o.section_err("policy=steps needs both steps= and scales="))
-                }
+                _ if is_steps => return Err(o.section_err("policy=steps needs both steps= and scales=")),
                 _ => Policy::Sgdr,
             }
         }
-        "exp" => Policy::Exp {
-            gamma: o.float("gamma", 1.0)?,
-        },
+        "exp" => Policy::Exp { gamma: o.float("gamma", 1.0)? },
         "poly" => Policy::Poly,
-        "sigmoid" => Policy::Sigmoid {
-            gamma: o.float("gamma", 1.0)?,
-            step: o.int("step", 1)?,
-        },
+        "sigmoid" => Policy::Sigmoid { gamma: o.float("gamma", 1.0)?, step: o.int("step", 1)? },
         "random" => Policy::Random,
         _ => Policy::Constant,
     };
@@ -359,9 +187,7 @@ fn layer_refs(o: &Options, key: &str, index: usize) -> Result<Vec<usize>, InputE
                 };
                 return Err(o.err(
                     line,
-                    format!(
-                        "{key}={v} refers to layer {abs}, which is not an earlier layer ({range})"
-                    ),
+                    format!("{key}={v} refers to layer {abs}, which is not an earlier layer ({range})"),
                 ));
             }
             Ok(abs as usize)
@@ -376,10 +202,7 @@ const MAX_ANCHORS: usize = 1 << 16;
 fn num_anchors(o: &Options) -> Result<usize, InputError> {
     let num = o.int_min("num", 1, 1)?;
     if num > MAX_ANCHORS {
-        return Err(o.err(
-            o.line_of("num"),
-            format!("num={num}: expected at most {MAX_ANCHORS} anchors"),
-        ));
+        return Err(o.err(o.line_of("num"), format!("num={num}: expected at most {MAX_ANCHORS} anchors")));
     }
     Ok(num)
 }
@@ -390,7 +213,11 @@ fn anchors(o: &Options, count: usize) -> Result<Vec<f32>, InputError> {
     if a.len() < 2 * count {
         o.warn(
             o.line_of("anchors"),
-            format!("{} anchor values for {count} anchors: expected {}; the missing ones are 0.5, as in Darknet", a.len(), 2 * count),
+            format!(
+                "{} anchor values for {count} anchors: expected {}; the missing ones are 0.5, as in Darknet",
+                a.len(),
+                2 * count
+            ),
         );
         a.resize(2 * count, 0.5);
     }
@@ -400,17 +227,8 @@ fn anchors(o: &Options, count: usize) -> Result<Vec<f32>, InputError> {
 
 fn conv(o: &Options) -> Result<Op, InputError> {
     o.unsupported(&[
-        "binary",
-        "xnor",
-        "antialiasing",
-        "share_index",
-        "sway",
-        "rotate",
-        "stretch",
-        "stretch_sway",
-        "assisted_excitation",
-        "coordconv",
-        "flipped",
+        "binary", "xnor", "antialiasing", "share_index", "sway", "rotate", "stretch", "stretch_sway",
+        "assisted_excitation", "coordconv", "flipped",
     ])?;
     let size = o.int_min("size", 1, 1)?;
     let (mut sx, mut sy) = (o.int("stride_x", -1)?, o.int("stride_y", -1)?);
@@ -423,20 +241,10 @@ fn conv(o: &Options) -> Result<Op, InputError> {
             sy = stride;
         }
     }
-    let dilation = if size == 1 {
-        1
-    } else {
-        o.int_min("dilation", 1, 1)?
-    };
-    let pad = if o.flag("pad", false)? {
-        size / 2
-    } else {
-        o.int_min("padding", 0, 0)?
-    };
+    let dilation = if size == 1 { 1 } else { o.int_min("dilation", 1, 1)? };
+    let pad = if o.flag("pad", false)? { size / 2 } else { o.int_min("padding", 0, 0)? };
     // Darknet's im2col pads by pad·dilation, so a dilated 3x3 with pad=1 keeps the size.
-    let pad = pad
-        .checked_mul(dilation)
-        .ok_or_else(|| o.section_err("padding x dilation is too large"))?;
+    let pad = pad.checked_mul(dilation).ok_or_else(|| o.section_err("padding x dilation is too large"))?;
     Ok(Op::Conv(Conv {
         filters: o.int_min("filters", 1, 1)?,
         size,
@@ -471,12 +279,8 @@ fn yolo(o: &Options) -> Result<Op, InputError> {
         Some(m) => m
             .into_iter()
             .map(|v| {
-                usize::try_from(v).map_err(|_| {
-                    o.err(
-                        line,
-                        format!("mask value {v}: expected an anchor index >= 0"),
-                    )
-                })
+                usize::try_from(v)
+                    .map_err(|_| o.err(line, format!("mask value {v}: expected an anchor index >= 0")))
             })
             .collect::<Result<Vec<_>, _>>()?,
     };
@@ -487,7 +291,10 @@ fn yolo(o: &Options) -> Result<Op, InputError> {
         if beyond >= given {
             return Err(o.err(line, format!("mask value {beyond} needs anchor pair {beyond}, but num={num} and anchors= has {given} pairs")));
         }
-        o.warn(line, format!("mask value {beyond} is not below num={num}; using the anchor pairs written in anchors="));
+        o.warn(
+            line,
+            format!("mask value {beyond} is not below num={num}; using the anchor pairs written in anchors="),
+        );
         total = beyond + 1;
     }
     let loss = ["mse", "iou", "giou", "diou", "ciou"];
@@ -515,11 +322,7 @@ fn yolo(o: &Options) -> Result<Op, InputError> {
         focal_loss: o.flag("focal_loss", false)?,
         iou_loss: o.choice("iou_loss", "mse", &loss)?,
         iou_thresh_kind: o.choice("iou_thresh_kind", "iou", &loss[1..])?,
-        nms_kind: o.choice(
-            "nms_kind",
-            "default",
-            &["default", "greedynms", "diounms", "cornersnms"],
-        )?,
+        nms_kind: o.choice("nms_kind", "default", &["default", "greedynms", "diounms", "cornersnms"])?,
         beta_nms: o.float("beta_nms", 0.6)?,
     }))
 }
@@ -576,23 +379,13 @@ fn layer(
             maxpool(o)?,
             vec![prev],
             &[
-                "stride",
-                "stride_x",
-                "stride_y",
-                "size",
-                "padding",
-                "maxpool_depth",
-                "out_channels",
-                "antialiasing",
-                "maxpool_zero_nonmax",
+                "stride", "stride_x", "stride_y", "size", "padding", "maxpool_depth", "out_channels",
+                "antialiasing", "maxpool_zero_nonmax",
             ],
         ),
         "avgpool" | "avg" => (Op::AvgPool, vec![prev], &[]),
         "route" => {
-            let inputs = layer_refs(o, "layers", index)?
-                .into_iter()
-                .map(node)
-                .collect();
+            let inputs = layer_refs(o, "layers", index)?.into_iter().map(node).collect();
             let op = Op::Route(Route {
                 groups: o.int_min("groups", 1, 1)?,
                 group_id: o.int_min("group_id", 0, 0)?,
@@ -601,22 +394,14 @@ fn layer(
         }
         "shortcut" => {
             let weights = match o
-                .choice(
-                    "weights_type",
-                    "none",
-                    &["none", "per_feature", "per_layer", "per_channel"],
-                )?
+                .choice("weights_type", "none", &["none", "per_feature", "per_layer", "per_channel"])?
                 .as_str()
             {
                 "none" => ShortcutWeights::None,
                 "per_channel" => ShortcutWeights::PerChannel,
                 _ => ShortcutWeights::PerFeature,
             };
-            let norm = o.choice(
-                "weights_normalization",
-                "none",
-                &["none", "relu", "avg_relu", "softmax"],
-            )?;
+            let norm = o.choice("weights_normalization", "none", &["none", "relu", "avg_relu", "softmax"])?;
             let op = Op::Shortcut(Shortcut {
                 activation: activation(o, "linear")?,
                 weights,
@@ -624,16 +409,7 @@ fn layer(
             });
             let mut inputs = vec![prev];
             inputs.extend(layer_refs(o, "from", index)?.into_iter().map(node));
-            (
-                op,
-                inputs,
-                &[
-                    "from",
-                    "activation",
-                    "weights_type",
-                    "weights_normalization",
-                ],
-            )
+            (op, inputs, &["from", "activation", "weights_type", "weights_normalization"])
         }
         "upsample" => {
             let stride = o.int("stride", 2)?;
@@ -644,20 +420,13 @@ fn layer(
                 ));
             }
             (
-                Op::Upsample(Upsample {
-                    stride,
-                    scale: o.float("scale", 1.0)?,
-                }),
+                Op::Upsample(Upsample { stride, scale: o.float("scale", 1.0)? }),
                 vec![prev],
                 &["stride", "scale"],
             )
         }
         "reorg" | "reorg3d" => {
-            let kind = if name == "reorg" {
-                ReorgKind::Old
-            } else {
-                ReorgKind::ThreeD
-            };
+            let kind = if name == "reorg" { ReorgKind::Old } else { ReorgKind::ThreeD };
             let op = Op::Reorg(Reorg {
                 stride: o.int_min("stride", 1, 1)?,
                 reverse: o.flag("reverse", false)?,
@@ -673,35 +442,19 @@ fn layer(
             let op = if name == "sam" {
                 Op::Sam(Sam { activation: act })
             } else {
-                Op::ScaleChannels(ScaleChannels {
-                    scale_wh: o.flag("scale_wh", false)?,
-                    activation: act,
-                })
+                Op::ScaleChannels(ScaleChannels { scale_wh: o.flag("scale_wh", false)?, activation: act })
             };
             (op, vec![prev, from], &["from", "activation", "scale_wh"])
         }
         "dropout" => {
             let p = o.float("probability", 0.2)?;
             if !(0.0..1.0).contains(&p) {
-                return Err(o.err(
-                    o.line_of("probability"),
-                    format!("probability={p}: expected a value in [0, 1)"),
-                ));
+                return Err(
+                    o.err(o.line_of("probability"), format!("probability={p}: expected a value in [0, 1)"))
+                );
             }
-            let op = Op::Dropout(Dropout {
-                probability: p,
-                dropblock: o.flag("dropblock", false)?,
-            });
-            (
-                op,
-                vec![prev],
-                &[
-                    "probability",
-                    "dropblock",
-                    "dropblock_size_rel",
-                    "dropblock_size_abs",
-                ],
-            )
+            let op = Op::Dropout(Dropout { probability: p, dropblock: o.flag("dropblock", false)? });
+            (op, vec![prev], &["probability", "dropblock", "dropblock_size_rel", "dropblock_size_abs"])
         }
         "softmax" | "soft" => {
             o.unsupported(&["tree"])?;
@@ -709,23 +462,11 @@ fn layer(
                 groups: o.int_min("groups", 1, 1)?,
                 temperature: o.float("temperature", 1.0)?,
             });
-            (
-                op,
-                vec![prev],
-                &["groups", "temperature", "spatial", "noloss"],
-            )
+            (op, vec![prev], &["groups", "temperature", "spatial", "noloss"])
         }
         "cost" => {
-            let kind = o.choice(
-                "type",
-                "sse",
-                &["sse", "masked", "smooth", "L1", "seg", "wgan"],
-            )?;
-            let op = Op::Cost(Cost {
-                kind,
-                scale: o.float("scale", 1.0)?,
-                ratio: o.float("ratio", 0.0)?,
-            });
+            let kind = o.choice("type", "sse", &["sse", "masked", "smooth", "L1", "seg", "wgan"])?;
+            let op = Op::Cost(Cost { kind, scale: o.float("scale", 1.0)?, ratio: o.float("ratio", 0.0)? });
             (op, vec![prev], &["type", "scale", "ratio"])
         }
         "net" | "network" => return Err(o.section_err("only the first section may be [net]")),
@@ -741,36 +482,23 @@ fn layer(
 /// Lowers a parsed cfg into a graph (no parameters yet).
 pub fn lower(cfg: &CfgFile) -> Result<Lowered, InputError> {
     let path = cfg.path.as_path();
-    let name = path.file_name().map_or_else(
-        || path.display().to_string(),
-        |n| n.to_string_lossy().into_owned(),
-    );
+    let name =
+        path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
     let Some((first, rest)) = cfg.sections.split_first() else {
-        return Err(InputError::whole(
-            path,
-            "no sections: expected a Darknet cfg starting with [net]",
-        ));
+        return Err(InputError::whole(path, "no sections: expected a Darknet cfg starting with [net]"));
     };
     let o = Options::new(path, first);
     if first.name != "net" && first.name != "network" {
-        return Err(o.err(
-            first.line,
-            format!(
-                "first section is [{}]: expected [net] or [network]",
-                first.name
-            ),
-        ));
+        return Err(
+            o.err(first.line, format!("first section is [{}]: expected [net] or [network]", first.name))
+        );
     }
     let net = parse_net(&o)?;
     let mut warnings = o.warnings(NET_KEYS);
     let mut graph = Graph::new(name, net, first.line);
     for (index, section) in rest.iter().enumerate() {
         let o = Options::new(path, section);
-        let prev = if index == 0 {
-            graph.input
-        } else {
-            graph.layers[index - 1]
-        };
+        let prev = if index == 0 { graph.input } else { graph.layers[index - 1] };
         let (op, inputs, known) = layer(&o, index, prev, &graph)?;
         o.unsupported(&["dontload", "dontloadscales"])?;
         let known: Vec<&str> = known.iter().chain(COMMON_KEYS).copied().collect();

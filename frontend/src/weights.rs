@@ -48,10 +48,7 @@ pub fn read_header(path: &Path, bytes: &[u8]) -> Result<Header, InputError> {
         InputError::at_offset(
             path,
             bytes.len() as u64,
-            format!(
-                "file ends inside the Darknet header: expected {need} bytes, found {}",
-                bytes.len()
-            ),
+            format!("file ends inside the Darknet header: expected {need} bytes, found {}", bytes.len()),
         )
     };
     if bytes.len() < 12 {
@@ -59,28 +56,11 @@ pub fn read_header(path: &Path, bytes: &[u8]) -> Result<Header, InputError> {
     }
     let (major, minor, revision) = (i32_at(bytes, 0), i32_at(bytes, 4), i32_at(bytes, 8));
     let seen = if Header::seen_is_64bit(major, minor) {
-        u64::from_le_bytes(
-            bytes
-                .get(12..20)
-                .ok_or_else(|| short(20))?
-                .try_into()
-                .expect("8 bytes"),
-        )
+        u64::from_le_bytes(bytes.get(12..20).ok_or_else(|| short(20))?.try_into().expect("8 bytes"))
     } else {
-        u32::from_le_bytes(
-            bytes
-                .get(12..16)
-                .ok_or_else(|| short(16))?
-                .try_into()
-                .expect("4 bytes"),
-        ) as u64
+        u32::from_le_bytes(bytes.get(12..16).ok_or_else(|| short(16))?.try_into().expect("4 bytes")) as u64
     };
-    Ok(Header {
-        major,
-        minor,
-        revision,
-        seen,
-    })
+    Ok(Header { major, minor, revision, seen })
 }
 
 /// Bytes a complete weights file for `graph` has (with a 0.2 header).
@@ -112,21 +92,14 @@ pub fn read_bytes(
         Some(p) if p > n => {
             return Err(InputError::whole(
                 path,
-                format!(
-                    "--weights-prefix {p} is more than the {n} layers of {}",
-                    graph.name
-                ),
+                format!("--weights-prefix {p} is more than the {n} layers of {}", graph.name),
             ));
         }
         Some(p) => p,
         None => n,
     };
-    let needed =
-        header.size() as u64 + 4 * (0..limit).map(|i| graph.param_count(i) as u64).sum::<u64>();
-    let mut store = ParamStore {
-        seen: header.seen,
-        ..Default::default()
-    };
+    let needed = header.size() as u64 + 4 * (0..limit).map(|i| graph.param_count(i) as u64).sum::<u64>();
+    let mut store = ParamStore { seen: header.seen, ..Default::default() };
     let mut at = header.size();
     for i in 0..limit {
         let layout = graph.param_layout(i);
@@ -150,10 +123,8 @@ pub fn read_bytes(
                     ),
                 ));
             };
-            let values: Vec<f32> = chunk
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
-                .collect();
+            let values: Vec<f32> =
+                chunk.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes"))).collect();
             if let Some(bad) = values.iter().position(|v| !v.is_finite()) {
                 return Err(InputError::at_offset(
                     path,
@@ -208,11 +179,7 @@ pub fn to_bytes(graph: &Graph) -> io::Result<Vec<u8>> {
     out.extend_from_slice(&graph.params.seen.to_le_bytes());
     for i in 0..graph.num_layers() {
         for (kind, count) in graph.param_layout(i) {
-            let values = graph
-                .params
-                .layer(i)
-                .and_then(|p| p.get(kind))
-                .unwrap_or(&[]);
+            let values = graph.params.layer(i).and_then(|p| p.get(kind)).unwrap_or(&[]);
             if values.len() != count {
                 return Err(io::Error::other(format!(
                     "layer {i} {kind} holds {} floats, the cfg needs {count}",

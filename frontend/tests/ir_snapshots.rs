@@ -3,9 +3,7 @@
 use std::path::PathBuf;
 
 fn dump(rel: &str) -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../models")
-        .join(rel);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models").join(rel);
     let lowered = ternc_frontend::load_cfg(&path).unwrap_or_else(|e| panic!("{e}"));
     assert!(lowered.warnings.is_empty(), "{:?}", lowered.warnings);
     lowered.graph.dump()

@@ -17,13 +17,7 @@ fn layout_follows_darknet() {
     use ParamKind::*;
     assert_eq!(
         g.param_layout(0),
-        [
-            (Biases, 4),
-            (Scales, 4),
-            (RollingMean, 4),
-            (RollingVariance, 4),
-            (Weights, 108)
-        ]
+        [(Biases, 4), (Scales, 4), (RollingMean, 4), (RollingVariance, 4), (Weights, 108)]
     );
     assert!(g.param_layout(1).is_empty());
     assert_eq!(g.param_layout(2), [(Biases, 2), (Weights, 8)]);
@@ -43,10 +37,7 @@ fn round_trip_is_exact() {
     let back = weights::read_bytes(Path::new("w.weights"), &bytes, &g, None).unwrap();
     assert_eq!(back, g.params);
     // the first float after the header is layer 0's first bias
-    assert_eq!(
-        f32::from_le_bytes(bytes[20..24].try_into().unwrap()),
-        g.params.layer(0).unwrap().biases[0]
-    );
+    assert_eq!(f32::from_le_bytes(bytes[20..24].try_into().unwrap()), g.params.layer(0).unwrap().biases[0]);
 }
 
 #[test]
@@ -107,15 +98,7 @@ fn prefix_loads_the_first_layers_only() {
     assert!(weights::read_bytes(Path::new("p.weights"), &bytes, &g, Some(2)).is_ok());
     let e = weights::read_bytes(Path::new("p.weights"), &bytes[..layer0], &g, None).unwrap_err();
     assert_eq!(e.loc, ternc_ir::Loc::Offset(layer0 as u64));
-    assert!(
-        e.to_string()
-            .contains("layer 2 (convolutional, cfg line 17) biases"),
-        "{e}"
-    );
+    assert!(e.to_string().contains("layer 2 (convolutional, cfg line 17) biases"), "{e}");
     let e = weights::read_bytes(Path::new("p.weights"), &bytes, &g, Some(9)).unwrap_err();
-    assert!(
-        e.to_string()
-            .contains("--weights-prefix 9 is more than the 4 layers"),
-        "{e}"
-    );
+    assert!(e.to_string().contains("--weights-prefix 9 is more than the 4 layers"), "{e}");
 }

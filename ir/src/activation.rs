@@ -53,10 +53,7 @@ const NAMES: &[(Activation, &str)] = &[
     (Activation::HardSwish, "hardswish"),
     (Activation::NormChan, "normalize_channels"),
     (Activation::NormChanSoftmax, "normalize_channels_softmax"),
-    (
-        Activation::NormChanSoftmaxMaxval,
-        "normalize_channels_softmax_maxval",
-    ),
+    (Activation::NormChanSoftmaxMaxval, "normalize_channels_softmax_maxval"),
 ];
 
 impl Activation {
@@ -66,11 +63,7 @@ impl Activation {
     }
     /// The name as written in a cfg.
     pub fn name(self) -> &'static str {
-        NAMES
-            .iter()
-            .find(|(a, _)| *a == self)
-            .map(|(_, n)| *n)
-            .unwrap_or("?")
+        NAMES.iter().find(|(a, _)| *a == self).map(|(_, n)| *n).unwrap_or("?")
     }
     /// Every name a cfg may use, for error messages.
     pub fn all_names() -> impl Iterator<Item = &'static str> {
@@ -185,10 +178,7 @@ impl Activation {
 
     /// Activations that mix values across channels instead of mapping each element.
     pub fn is_channelwise(self) -> bool {
-        matches!(
-            self,
-            Activation::NormChan | Activation::NormChanSoftmax | Activation::NormChanSoftmaxMaxval
-        )
+        matches!(self, Activation::NormChan | Activation::NormChanSoftmax | Activation::NormChanSoftmaxMaxval)
     }
 }
 
@@ -243,11 +233,7 @@ mod tests {
             (Gelu, 1.0, 0.841192),
             (Stair, 3.5, 1.5),
         ] {
-            assert!(
-                close(act.apply(x), y),
-                "{act}({x}) = {} != {y}",
-                act.apply(x)
-            );
+            assert!(close(act.apply(x), y), "{act}({x}) = {} != {y}", act.apply(x));
         }
     }
 }

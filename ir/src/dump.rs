@@ -40,12 +40,9 @@ fn attrs(op: &Op) -> String {
             c.activation,
             if c.ternary { " ternary" } else { "" },
         ),
-        Op::MaxPool(p) => format!(
-            "size={} stride={} padding={}",
-            p.size,
-            stride(p.stride_x, p.stride_y),
-            p.padding
-        ),
+        Op::MaxPool(p) => {
+            format!("size={} stride={} padding={}", p.size, stride(p.stride_x, p.stride_y), p.padding)
+        }
         Op::AvgPool => String::new(),
         Op::Route(r) => {
             if r.groups > 1 {
@@ -89,11 +86,7 @@ fn attrs(op: &Op) -> String {
             list(&r.anchors),
             if r.softmax { " softmax" } else { "" }
         ),
-        Op::ScaleChannels(s) => format!(
-            "act={}{}",
-            s.activation,
-            if s.scale_wh { " scale_wh" } else { "" }
-        ),
+        Op::ScaleChannels(s) => format!("act={}{}", s.activation, if s.scale_wh { " scale_wh" } else { "" }),
         Op::Sam(s) => format!("act={}", s.activation),
         Op::Dropout(d) => format!("probability={}", d.probability),
         Op::Softmax(s) => format!("groups={} temperature={}", s.groups, s.temperature),
@@ -145,25 +138,13 @@ impl Graph {
             net.subdivisions,
             if net.letter_box { " letter_box" } else { "" }
         );
-        let _ = writeln!(
-            s,
-            "%in = input : {}  # line {}",
-            self.input_shape(),
-            self.g[self.input].line
-        );
+        let _ = writeln!(s, "%in = input : {}  # line {}", self.input_shape(), self.g[self.input].line);
         for &n in &self.layers {
             let node = &self.g[n];
-            let ins: Vec<String> = self
-                .inputs(n)
-                .into_iter()
-                .map(|i| self.value_name(i))
-                .collect();
+            let ins: Vec<String> = self.inputs(n).into_iter().map(|i| self.value_name(i)).collect();
             let a = attrs(&node.op);
             let sep = if a.is_empty() { "" } else { " " };
-            let params = node
-                .layer
-                .and_then(|l| self.params.layer(l))
-                .map_or(String::new(), param_summary);
+            let params = node.layer.and_then(|l| self.params.layer(l)).map_or(String::new(), param_summary);
             let _ = writeln!(
                 s,
                 "{} = {} {}{sep}{a} : {}{params}  # line {}",
@@ -180,19 +161,10 @@ impl Graph {
             if self.heads().is_empty() {
                 "none".to_string()
             } else {
-                self.heads()
-                    .iter()
-                    .map(|h| format!("%{h}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                self.heads().iter().map(|h| format!("%{h}")).collect::<Vec<_>>().join(", ")
             }
         );
-        let _ = writeln!(
-            s,
-            "params {} floats, bflops {:.3}",
-            self.total_params(),
-            self.total_bflops()
-        );
+        let _ = writeln!(s, "params {} floats, bflops {:.3}", self.total_params(), self.total_bflops());
         s
     }
 }

@@ -24,11 +24,7 @@ pub struct InputError {
 
 impl InputError {
     pub fn new(file: impl Into<PathBuf>, loc: Loc, msg: impl Into<String>) -> Self {
-        InputError {
-            file: file.into(),
-            loc,
-            msg: msg.into(),
-        }
+        InputError { file: file.into(), loc, msg: msg.into() }
     }
     pub fn at_line(file: impl Into<PathBuf>, line: usize, msg: impl Into<String>) -> Self {
         Self::new(file, Loc::Line(line), msg)
@@ -63,12 +59,6 @@ pub struct Warning {
 
 impl fmt::Display for Warning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}: warning: {}",
-            self.file.display(),
-            self.line,
-            self.msg
-        )
+        write!(f, "{}:{}: warning: {}", self.file.display(), self.line, self.msg)
     }
 }

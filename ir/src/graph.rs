@@ -37,38 +37,16 @@ impl Graph {
     pub fn new(name: impl Into<String>, net: NetConfig, line: usize) -> Self {
         let mut g = DiGraph::new();
         let shape = Shape::new(net.channels, net.height, net.width);
-        let input = g.add_node(Node {
-            op: Op::Input,
-            shape,
-            layer: None,
-            line,
-        });
-        Graph {
-            name: name.into(),
-            net,
-            g,
-            input,
-            layers: Vec::new(),
-            params: ParamStore::default(),
-        }
+        let input = g.add_node(Node { op: Op::Input, shape, layer: None, line });
+        Graph { name: name.into(), net, g, input, layers: Vec::new(), params: ParamStore::default() }
     }
 
     /// Appends the next Darknet layer, inferring its shape from `inputs`.
-    pub fn add_layer(
-        &mut self,
-        op: Op,
-        inputs: &[NodeIndex],
-        line: usize,
-    ) -> Result<NodeIndex, String> {
+    pub fn add_layer(&mut self, op: Op, inputs: &[NodeIndex], line: usize) -> Result<NodeIndex, String> {
         let shapes: Vec<Shape> = inputs.iter().map(|&i| self.g[i].shape).collect();
         let shape = op.infer(&shapes)?;
         let layer = Some(self.layers.len());
-        let n = self.g.add_node(Node {
-            op,
-            shape,
-            layer,
-            line,
-        });
+        let n = self.g.add_node(Node { op, shape, layer, line });
         for (slot, &i) in inputs.iter().enumerate() {
             self.g.add_edge(i, n, slot);
         }
@@ -95,20 +73,14 @@ impl Graph {
 
     /// Producers of `n`'s inputs, in slot order.
     pub fn inputs(&self, n: NodeIndex) -> Vec<NodeIndex> {
-        let mut e: Vec<(usize, NodeIndex)> = self
-            .g
-            .edges_directed(n, Direction::Incoming)
-            .map(|e| (*e.weight(), e.source()))
-            .collect();
+        let mut e: Vec<(usize, NodeIndex)> =
+            self.g.edges_directed(n, Direction::Incoming).map(|e| (*e.weight(), e.source())).collect();
         e.sort_unstable();
         e.into_iter().map(|(_, s)| s).collect()
     }
 
     pub fn input_shapes(&self, n: NodeIndex) -> Vec<Shape> {
-        self.inputs(n)
-            .into_iter()
-            .map(|i| self.g[i].shape)
-            .collect()
+        self.inputs(n).into_iter().map(|i| self.g[i].shape).collect()
     }
 
     /// The `.weights` arrays of layer `index`, in file order.
@@ -138,8 +110,6 @@ impl Graph {
 
     /// Layer indices of the detection heads (`[yolo]` and `[region]`), in order.
     pub fn heads(&self) -> Vec<usize> {
-        (0..self.num_layers())
-            .filter(|&i| matches!(self.layer(i).op, Op::Yolo(_) | Op::Region(_)))
-            .collect()
+        (0..self.num_layers()).filter(|&i| matches!(self.layer(i).op, Op::Yolo(_) | Op::Region(_))).collect()
     }
 }

@@ -22,8 +22,8 @@ pub use error::{InputError, Loc, Warning};
 pub use graph::{Graph, Node, NodeIndex};
 pub use net::{NetConfig, Policy};
 pub use op::{
-    shortcut_ratio, Connected, Conv, Cost, Dropout, MaxPool, Op, Region, Reorg, ReorgKind, Route,
-    Sam, ScaleChannels, Shortcut, ShortcutWeights, Softmax, Upsample, Yolo,
+    shortcut_ratio, Connected, Conv, Cost, Dropout, MaxPool, Op, Region, Reorg, ReorgKind, Route, Sam,
+    ScaleChannels, Shortcut, ShortcutWeights, Softmax, Upsample, Yolo,
 };
 pub use params::{BatchNorm, LayerParams, ParamKind, ParamStore, TernaryParams};
 pub use shape::{Shape, MAX_TENSOR_BYTES};

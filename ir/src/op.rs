@@ -225,8 +225,7 @@ pub enum Op {
 
 /// Products of cfg values, which may be absurd: overflow is an input error, not a panic.
 fn mul(a: usize, b: usize) -> Result<usize, String> {
-    a.checked_mul(b)
-        .ok_or_else(|| format!("{a} x {b} is too large"))
+    a.checked_mul(b).ok_or_else(|| format!("{a} x {b} is too large"))
 }
 
 fn positive(values: &[(&str, usize)]) -> Result<(), String> {
@@ -251,12 +250,8 @@ fn check_bytes(what: &str, numel: usize) -> Result<(), String> {
 /// `None` unless the sizes differ by the same integer factor in both dimensions.
 pub fn shortcut_ratio(from: &Shape, out: &Shape) -> Option<(usize, usize)> {
     let exact = |a: usize, b: usize| a.is_multiple_of(b).then(|| a / b);
-    let down = exact(from.w, out.w)
-        .zip(exact(from.h, out.h))
-        .filter(|(a, b)| a == b);
-    let up = exact(out.w, from.w)
-        .zip(exact(out.h, from.h))
-        .filter(|(a, b)| a == b);
+    let down = exact(from.w, out.w).zip(exact(from.h, out.h)).filter(|(a, b)| a == b);
+    let up = exact(out.w, from.w).zip(exact(out.h, from.h)).filter(|(a, b)| a == b);
     match (down, up) {
         (Some((s, _)), _) => Some((s, 1)),
         (None, Some((s, _))) => Some((1, s)),
@@ -269,13 +264,7 @@ fn same_spatial(a: &Shape, b: &Shape) -> bool {
 }
 
 /// `(in + 2·pad − ((size−1)·dilation + 1)) / stride + 1`, or `None` when not positive.
-fn conv_out(
-    input: usize,
-    pad: usize,
-    size: usize,
-    dilation: usize,
-    stride: usize,
-) -> Option<usize> {
+fn conv_out(input: usize, pad: usize, size: usize, dilation: usize, stride: usize) -> Option<usize> {
     let span = (size - 1) * dilation + 1;
     let padded = input + 2 * pad;
     (padded >= span).then(|| (padded - span) / stride + 1)
@@ -374,16 +363,10 @@ impl Op {
                     mul(mul(x.c / c.groups, c.filters)?, mul(c.size, c.size)?)?,
                 )?;
                 if x.c % c.groups != 0 {
-                    return Err(format!(
-                        "groups={} does not divide the {} input channels",
-                        c.groups, x.c
-                    ));
+                    return Err(format!("groups={} does not divide the {} input channels", c.groups, x.c));
                 }
                 if c.filters % c.groups != 0 {
-                    return Err(format!(
-                        "groups={} does not divide filters={}",
-                        c.groups, c.filters
-                    ));
+                    return Err(format!("groups={} does not divide filters={}", c.groups, c.filters));
                 }
                 let h = conv_out(x.h, c.pad, c.size, c.dilation, c.stride_y);
                 let w = conv_out(x.w, c.pad, c.size, c.dilation, c.stride_x);
@@ -417,10 +400,7 @@ impl Op {
             Op::Route(r) => {
                 positive(&[("groups", r.groups)])?;
                 if r.group_id >= r.groups {
-                    return Err(format!(
-                        "group_id={} must be below groups={}",
-                        r.group_id, r.groups
-                    ));
+                    return Err(format!("group_id={} must be below groups={}", r.group_id, r.groups));
                 }
                 let mut c = 0;
                 for (i, s) in inputs.iter().enumerate() {
@@ -433,10 +413,7 @@ impl Op {
                     c += s.c;
                 }
                 if c % r.groups != 0 {
-                    return Err(format!(
-                        "groups={} does not divide the {c} routed channels",
-                        r.groups
-                    ));
+                    return Err(format!("groups={} does not divide the {c} routed channels", r.groups));
                 }
                 Ok(Shape::new(c / r.groups, x.h, x.w))
             }
@@ -452,16 +429,12 @@ impl Op {
                 Ok(x)
             }
             Op::Upsample(u) => {
-                let s =
-                    usize::try_from(u.stride.unsigned_abs()).map_err(|_| "stride is too large")?;
+                let s = usize::try_from(u.stride.unsigned_abs()).map_err(|_| "stride is too large")?;
                 positive(&[("stride", s)])?;
                 if u.stride > 0 {
                     Ok(Shape::new(x.c, mul(x.h, s)?, mul(x.w, s)?))
                 } else if x.h % s != 0 || x.w % s != 0 {
-                    Err(format!(
-                        "upsample stride={} does not divide the {}x{} input",
-                        u.stride, x.w, x.h
-                    ))
+                    Err(format!("upsample stride={} does not divide the {}x{} input", u.stride, x.w, x.h))
                 } else {
                     Ok(Shape::new(x.c, x.h / s, x.w / s))
                 }
@@ -476,10 +449,7 @@ impl Op {
                     Shape::new(x.c / s2, mul(x.h, s)?, mul(x.w, s)?)
                 } else {
                     if x.h % s != 0 || x.w % s != 0 {
-                        return Err(format!(
-                            "reorg stride={s} does not divide the {}x{} input",
-                            x.w, x.h
-                        ));
+                        return Err(format!("reorg stride={s} does not divide the {}x{} input", x.w, x.h));
                     }
                     Shape::new(mul(x.c, s2)?, x.h / s, x.w / s)
                 };
@@ -489,10 +459,7 @@ impl Op {
                     (ReorgKind::Old, _) => x.c,
                 };
                 if (r.reverse && x.c % s2 != 0) || c % s2 != 0 {
-                    return Err(format!(
-                        "reorg stride={s} needs channels divisible by {s2}, got {}",
-                        x.c
-                    ));
+                    return Err(format!("reorg stride={s} needs channels divisible by {s2}, got {}", x.c));
                 }
                 Ok(out)
             }
@@ -525,10 +492,7 @@ impl Op {
                         ));
                     }
                 } else if x.h != 1 || x.w != 1 || x.c != from.c {
-                    return Err(format!(
-                        "needs a [{},1,1] previous layer to scale {from}, got {x}",
-                        from.c
-                    ));
+                    return Err(format!("needs a [{},1,1] previous layer to scale {from}, got {x}", from.c));
                 }
                 Ok(from)
             }
@@ -544,11 +508,7 @@ impl Op {
             Op::Softmax(s) => {
                 positive(&[("groups", s.groups)])?;
                 if x.numel() % s.groups != 0 {
-                    return Err(format!(
-                        "groups={} does not divide the {} inputs",
-                        s.groups,
-                        x.numel()
-                    ));
+                    return Err(format!("groups={} does not divide the {} inputs", s.groups, x.numel()));
                 }
                 Ok(x)
             }

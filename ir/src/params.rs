@@ -50,11 +50,7 @@ impl TernaryParams {
             .iter()
             .enumerate()
             .map(|(i, &t)| {
-                let s = if self.scales.len() == 1 {
-                    self.scales[0]
-                } else {
-                    self.scales[i / cols]
-                };
+                let s = if self.scales.len() == 1 { self.scales[0] } else { self.scales[i / cols] };
                 s * t as f32
             })
             .collect()
@@ -90,18 +86,13 @@ impl LayerParams {
             ParamKind::Weights => &mut self.weights,
             ParamKind::Scales => &mut self.bn.get_or_insert_with(Default::default).scales,
             ParamKind::RollingMean => &mut self.bn.get_or_insert_with(Default::default).mean,
-            ParamKind::RollingVariance => {
-                &mut self.bn.get_or_insert_with(Default::default).variance
-            }
+            ParamKind::RollingVariance => &mut self.bn.get_or_insert_with(Default::default).variance,
         }
     }
 
     /// Floats held in all arrays.
     pub fn len(&self) -> usize {
-        let bn = self
-            .bn
-            .as_ref()
-            .map_or(0, |b| b.scales.len() + b.mean.len() + b.variance.len());
+        let bn = self.bn.as_ref().map_or(0, |b| b.scales.len() + b.mean.len() + b.variance.len());
         self.biases.len() + self.weights.len() + bn
     }
 

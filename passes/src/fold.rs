@@ -26,17 +26,12 @@ pub fn run(graph: &mut Graph) -> Result<Report, String> {
         if !has_bn {
             continue;
         }
-        let p = graph
-            .params
-            .layers
-            .get_mut(&i)
-            .ok_or_else(|| format!("layer {i} has no parameters loaded"))?;
-        let bn = p.bn.take().ok_or_else(|| {
-            format!("layer {i} has batch_normalize=1 but no batchnorm parameters")
-        })?;
-        let a: Vec<f32> = (0..rows)
-            .map(|o| bn.scales[o] / (bn.variance[o] + BN_EPSILON).sqrt())
-            .collect();
+        let p =
+            graph.params.layers.get_mut(&i).ok_or_else(|| format!("layer {i} has no parameters loaded"))?;
+        let bn =
+            p.bn.take()
+                .ok_or_else(|| format!("layer {i} has batch_normalize=1 but no batchnorm parameters"))?;
+        let a: Vec<f32> = (0..rows).map(|o| bn.scales[o] / (bn.variance[o] + BN_EPSILON).sqrt()).collect();
         for ((b, m), a) in p.biases.iter_mut().zip(&bn.mean).zip(&a) {
             *b -= m * a;
         }

@@ -155,21 +155,13 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options {
-            elide_routes: true,
-            views: true,
-            orders: Order::ALL,
-        }
+        Options { elide_routes: true, views: true, orders: Order::ALL }
     }
 }
 
 impl Options {
     /// Liveness only: every output owns its buffer.
-    pub const NO_ALIASES: Options = Options {
-        elide_routes: false,
-        views: false,
-        orders: Order::ALL,
-    };
+    pub const NO_ALIASES: Options = Options { elide_routes: false, views: false, orders: Order::ALL };
 }
 
 /// Plans the arena for `graph` with every alias allowed.
@@ -179,11 +171,7 @@ pub fn run(graph: &Graph, elem_bytes: usize) -> MemoryPlan {
 
 /// The input layers of layer `i`, in slot order (`None`: the network input).
 fn input_layers(graph: &Graph, i: usize) -> Vec<Option<usize>> {
-    graph
-        .inputs(graph.layers[i])
-        .into_iter()
-        .map(|n| graph.node(n).layer)
-        .collect()
+    graph.inputs(graph.layers[i]).into_iter().map(|n| graph.node(n).layer).collect()
 }
 
 fn out_bytes(graph: &Graph, i: usize, elem_bytes: usize) -> usize {
@@ -234,21 +222,12 @@ fn place(trees: &[Vec<Rect>], order: &[usize]) -> (Vec<usize>, usize) {
         // for each own reservation, the placed ones sharing a step with it
         let near: Vec<Vec<(usize, usize)>> = rects
             .iter()
-            .map(|r| {
-                placed
-                    .iter()
-                    .filter(|p| overlaps(p.2, r.live))
-                    .map(|p| (p.0, p.1))
-                    .collect()
-            })
+            .map(|r| placed.iter().filter(|p| overlaps(p.2, r.live)).map(|p| (p.0, p.1)).collect())
             .collect();
         // The lowest fit puts some reservation just above a placed one (or at 0).
         let mut candidates = vec![0];
         for (r, near) in rects.iter().zip(&near) {
-            candidates.extend(
-                near.iter()
-                    .map(|&(_, end)| align_up(end.saturating_sub(r.rel))),
-            );
+            candidates.extend(near.iter().map(|&(_, end)| align_up(end.saturating_sub(r.rel))));
         }
         candidates.sort_unstable();
         candidates.dedup();
@@ -258,10 +237,7 @@ fn place(trees: &[Vec<Rect>], order: &[usize]) -> (Vec<usize>, usize) {
                 near.iter().all(|&(s, e)| b <= s || e <= a)
             })
         };
-        let o = candidates
-            .into_iter()
-            .find(|&o| fits(o))
-            .expect("above every placed reservation fits");
+        let o = candidates.into_iter().find(|&o| fits(o)).expect("above every placed reservation fits");
         offset[t] = o;
         for r in rects {
             placed.push((o + r.rel, o + r.rel + r.bytes, r.live));
@@ -321,11 +297,7 @@ pub fn run_with(graph: &Graph, elem_bytes: usize, opts: Options) -> MemoryPlan {
     }
     let mut trees: Vec<Vec<Rect>> = vec![Vec::new(); roots.len()];
     for i in 0..n {
-        trees[tree_of[root[i]]].push(Rect {
-            rel: rel[i],
-            bytes: bytes[i],
-            live: live[i],
-        });
+        trees[tree_of[root[i]]].push(Rect { rel: rel[i], bytes: bytes[i], live: live[i] });
     }
 
     let span = |t: usize| {
@@ -333,25 +305,17 @@ pub fn run_with(graph: &Graph, elem_bytes: usize, opts: Options) -> MemoryPlan {
         let last = trees[t].iter().map(|r| r.live.1).max().unwrap_or(0);
         (first, last)
     };
-    let area = |t: usize| {
-        trees[t]
-            .iter()
-            .map(|r| r.bytes * (r.live.1 - r.live.0 + 1))
-            .sum::<usize>()
-    };
+    let area = |t: usize| trees[t].iter().map(|r| r.bytes * (r.live.1 - r.live.0 + 1)).sum::<usize>();
     let size = |t: usize| bytes[roots[t]];
     let mut best: Option<(Vec<usize>, usize, Order)> = None;
-    let orders = if opts.orders.is_empty() {
-        &[Order::Size][..]
-    } else {
-        opts.orders
-    };
+    let orders = if opts.orders.is_empty() { &[Order::Size][..] } else { opts.orders };
     for &how in orders {
         let mut order: Vec<usize> = (0..roots.len()).collect();
         match how {
             Order::Size => order.sort_by_key(|&t| (Reverse(size(t)), span(t).0)),
-            Order::Lifetime => order
-                .sort_by_key(|&t| (Reverse(span(t).1 - span(t).0), Reverse(size(t)), span(t).0)),
+            Order::Lifetime => {
+                order.sort_by_key(|&t| (Reverse(span(t).1 - span(t).0), Reverse(size(t)), span(t).0))
+            }
             Order::Area => order.sort_by_key(|&t| (Reverse(area(t)), span(t).0)),
             Order::Start => order.sort_by_key(|&t| (span(t).0, Reverse(size(t)))),
         }
@@ -378,15 +342,11 @@ pub fn run_with(graph: &Graph, elem_bytes: usize, opts: Options) -> MemoryPlan {
     let mut peak_live_bytes = 0;
     let mut peak_tensor_bytes = 0;
     for t in 0..n {
-        let now: Vec<usize> = (0..n)
-            .filter(|&i| live[i].0 <= t && t <= live[i].1)
-            .collect();
+        let now: Vec<usize> = (0..n).filter(|&i| live[i].0 <= t && t <= live[i].1).collect();
         peak_tensor_bytes = peak_tensor_bytes.max(now.iter().map(|&i| bytes[i]).sum());
         // per tree, the union of the live members' byte ranges
-        let mut ranges: Vec<(usize, usize, usize)> = now
-            .iter()
-            .map(|&i| (root[i], rel[i], rel[i] + bytes[i]))
-            .collect();
+        let mut ranges: Vec<(usize, usize, usize)> =
+            now.iter().map(|&i| (root[i], rel[i], rel[i] + bytes[i])).collect();
         ranges.sort_unstable();
         let mut total = 0;
         let mut cur: Option<(usize, usize, usize)> = None;
@@ -404,9 +364,7 @@ pub fn run_with(graph: &Graph, elem_bytes: usize, opts: Options) -> MemoryPlan {
         peak_live_bytes = peak_live_bytes.max(total);
     }
 
-    let views: Vec<usize> = (0..n)
-        .filter(|&i| matches!(parent[i], Some((p, _)) if p < i))
-        .collect();
+    let views: Vec<usize> = (0..n).filter(|&i| matches!(parent[i], Some((p, _)) if p < i)).collect();
     let elided_routes = (0..n)
         .filter(|&i| matches!(graph.layer(i).op, Op::Route(_)))
         .filter(|&i| {
@@ -477,10 +435,7 @@ impl MemoryPlan {
         for (i, s) in self.slots.iter().enumerate() {
             let want = out_bytes(graph, i, e);
             if s.bytes != want {
-                return Err(format!(
-                    "layer {i}: {} bytes, its output needs {want}",
-                    s.bytes
-                ));
+                return Err(format!("layer {i}: {} bytes, its output needs {want}", s.bytes));
             }
             if s.offset + s.bytes > self.arena_bytes {
                 return Err(format!(
@@ -491,24 +446,16 @@ impl MemoryPlan {
                 ));
             }
             if s.live != live[i] {
-                return Err(format!(
-                    "layer {i}: live {:?}, expected {:?}",
-                    s.live, live[i]
-                ));
+                return Err(format!("layer {i}: live {:?}, expected {:?}", s.live, live[i]));
             }
             for x in input_layers(graph, i).into_iter().flatten() {
                 if x >= i {
-                    return Err(format!(
-                        "layer {i} reads layer {x}: not in topological order"
-                    ));
+                    return Err(format!("layer {i} reads layer {x}: not in topological order"));
                 }
             }
             match s.alias_of {
                 None if s.offset % ALIGN != 0 => {
-                    return Err(format!(
-                        "layer {i}: offset {} is not {ALIGN}-byte aligned",
-                        s.offset
-                    ))
+                    return Err(format!("layer {i}: offset {} is not {ALIGN}-byte aligned", s.offset))
                 }
                 None => {}
                 Some(p) if p >= n || p == i => return Err(format!("layer {i}: alias of {p}")),
@@ -561,18 +508,14 @@ impl MemoryPlan {
             if is_view != self.views.contains(&i) {
                 return Err(format!("layer {i}: views list disagrees with its slot"));
             }
-            let elided =
-                matches!(graph.layer(i).op, Op::Route(_)) && self.route_copies(graph, i).is_empty();
+            let elided = matches!(graph.layer(i).op, Op::Route(_)) && self.route_copies(graph, i).is_empty();
             if elided != self.elided_routes.contains(&i) {
                 return Err(format!("layer {i}: elided_routes disagrees with the slots"));
             }
         }
         let naive: usize = self.slots.iter().map(|s| s.bytes).sum();
         if naive != self.naive_bytes {
-            return Err(format!(
-                "naive_bytes is {}, the outputs sum to {naive}",
-                self.naive_bytes
-            ));
+            return Err(format!("naive_bytes is {}, the outputs sum to {naive}", self.naive_bytes));
         }
         if self.arena_bytes < self.peak_live_bytes {
             return Err(format!(
@@ -603,45 +546,28 @@ impl MemoryPlan {
         if p > i {
             // concat elision: i is written into its channel slice of route p
             let Op::Route(r) = &graph.layer(p).op else {
-                return Err(format!(
-                    "layer {i} is inside layer {p}, which is not a route"
-                ));
+                return Err(format!("layer {i} is inside layer {p}, which is not a route"));
             };
             if r.groups != 1 {
-                return Err(format!(
-                    "layer {i} is inside route {p}, which has groups={}",
-                    r.groups
-                ));
+                return Err(format!("layer {i} is inside route {p}, which has groups={}", r.groups));
             }
             let ins = input_layers(graph, p);
             if ins.iter().filter(|&&x| x == Some(i)).count() != 1 {
-                return Err(format!(
-                    "layer {i} is inside route {p}, which does not read it exactly once"
-                ));
+                return Err(format!("layer {i} is inside route {p}, which does not read it exactly once"));
             }
-            let k = ins
-                .iter()
-                .position(|&x| x == Some(i))
-                .expect("counted once");
-            let before: usize = graph.input_shapes(graph.layers[p])[..k]
-                .iter()
-                .map(|x| x.numel() * self.elem_bytes)
-                .sum();
+            let k = ins.iter().position(|&x| x == Some(i)).expect("counted once");
+            let before: usize =
+                graph.input_shapes(graph.layers[p])[..k].iter().map(|x| x.numel() * self.elem_bytes).sum();
             return at(before);
         }
         // a view of its single input p
         if input_layers(graph, i) != [Some(p)] {
-            return Err(format!(
-                "layer {i} is a view of layer {p}, but does not read only layer {p}"
-            ));
+            return Err(format!("layer {i} is a view of layer {p}, but does not read only layer {p}"));
         }
         match &node.op {
             Op::Dropout(_) | Op::Cost(_) => at(0),
             Op::Route(r) => at(r.group_id * (ps.bytes / r.groups)),
-            op => Err(format!(
-                "layer {i} ({}) cannot be a view of its input",
-                op.type_name()
-            )),
+            op => Err(format!("layer {i} ({}) cannot be a view of its input", op.type_name())),
         }
     }
 
@@ -664,10 +590,7 @@ impl MemoryPlan {
         for (i, sl) in self.slots.iter().enumerate() {
             let alias = match sl.alias_of {
                 Some(p) if p < i => format!("view of {p}"),
-                Some(p) => format!(
-                    "in route {p} +{}",
-                    sl.offset as i64 - self.slots[p].offset as i64
-                ),
+                Some(p) => format!("in route {p} +{}", sl.offset as i64 - self.slots[p].offset as i64),
                 None => String::new(),
             };
             let _ = writeln!(

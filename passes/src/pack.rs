@@ -99,10 +99,9 @@ impl Scales {
 
     fn check(&self, rows: usize) -> Result<(), PackError> {
         match self {
-            Scales::Channel(v) if v.len() != rows => Err(PackError::ScaleCount {
-                expected: rows,
-                got: v.len(),
-            }),
+            Scales::Channel(v) if v.len() != rows => {
+                Err(PackError::ScaleCount { expected: rows, got: v.len() })
+            }
             _ => Ok(()),
         }
     }
@@ -114,31 +113,15 @@ pub enum PackError {
     #[error("a {rows}x{cols} weight matrix is too large to pack")]
     TooLarge { rows: usize, cols: usize },
     #[error("expected {expected} ternary codes ({rows} rows x {cols} columns), got {got}")]
-    CodeCount {
-        rows: usize,
-        cols: usize,
-        expected: usize,
-        got: usize,
-    },
+    CodeCount { rows: usize, cols: usize, expected: usize, got: usize },
     #[error("code {value} at row {row}, column {col} is not a ternary code (-1, 0 or +1)")]
     BadCode { row: usize, col: usize, value: i8 },
     #[error("expected {expected} per-channel scales (one per output row), got {got}")]
     ScaleCount { expected: usize, got: usize },
     #[error("row_bytes is {got}, expected {expected} for {cols} columns")]
-    RowBytes {
-        cols: usize,
-        expected: usize,
-        got: usize,
-    },
-    #[error(
-        "packed data holds {got} bytes, expected {expected} ({rows} rows of {row_bytes} bytes)"
-    )]
-    DataLength {
-        rows: usize,
-        row_bytes: usize,
-        expected: usize,
-        got: usize,
-    },
+    RowBytes { cols: usize, expected: usize, got: usize },
+    #[error("packed data holds {got} bytes, expected {expected} ({rows} rows of {row_bytes} bytes)")]
+    DataLength { rows: usize, row_bytes: usize, expected: usize, got: usize },
     #[error("invalid 2-bit code 0b10 at row {row}, column {col}")]
     Invalid2Bit { row: usize, col: usize },
     #[error("byte {value} at row {row}, byte {byte} is not a base-3 group (0..=242)")]
@@ -149,23 +132,12 @@ pub enum PackError {
 
 /// Checks what both formats need of their input: length, code values, scale count.
 fn check_input(codes: &[i8], rows: usize, cols: usize, scales: &Scales) -> Result<(), PackError> {
-    let expected = rows
-        .checked_mul(cols)
-        .ok_or(PackError::TooLarge { rows, cols })?;
+    let expected = rows.checked_mul(cols).ok_or(PackError::TooLarge { rows, cols })?;
     if codes.len() != expected {
-        return Err(PackError::CodeCount {
-            rows,
-            cols,
-            expected,
-            got: codes.len(),
-        });
+        return Err(PackError::CodeCount { rows, cols, expected, got: codes.len() });
     }
     if let Some(i) = codes.iter().position(|t| !(-1..=1).contains(t)) {
-        return Err(PackError::BadCode {
-            row: i / cols,
-            col: i % cols,
-            value: codes[i],
-        });
+        return Err(PackError::BadCode { row: i / cols, col: i % cols, value: codes[i] });
     }
     scales.check(rows)
 }
@@ -180,39 +152,22 @@ fn check_layout(
     scales: &Scales,
 ) -> Result<(), PackError> {
     if row_bytes != expected_row_bytes {
-        return Err(PackError::RowBytes {
-            cols,
-            expected: expected_row_bytes,
-            got: row_bytes,
-        });
+        return Err(PackError::RowBytes { cols, expected: expected_row_bytes, got: row_bytes });
     }
-    let expected = rows
-        .checked_mul(row_bytes)
-        .ok_or(PackError::TooLarge { rows, cols })?;
+    let expected = rows.checked_mul(row_bytes).ok_or(PackError::TooLarge { rows, cols })?;
     if data.len() != expected {
-        return Err(PackError::DataLength {
-            rows,
-            row_bytes,
-            expected,
-            got: data.len(),
-        });
+        return Err(PackError::DataLength { rows, row_bytes, expected, got: data.len() });
     }
     scales.check(rows)
 }
 
 /// Byte size of `rows` rows of `row_bytes` bytes, or `TooLarge`.
 fn data_len(rows: usize, cols: usize, row_bytes: usize) -> Result<usize, PackError> {
-    rows.checked_mul(row_bytes)
-        .ok_or(PackError::TooLarge { rows, cols })
+    rows.checked_mul(row_bytes).ok_or(PackError::TooLarge { rows, cols })
 }
 
 /// Row-major dequantization shared by both formats.
-fn dequantize_with(
-    rows: usize,
-    cols: usize,
-    scales: &Scales,
-    code: impl Fn(usize, usize) -> i8,
-) -> Vec<f32> {
+fn dequantize_with(rows: usize, cols: usize, scales: &Scales, code: impl Fn(usize, usize) -> i8) -> Vec<f32> {
     let mut out = Vec::with_capacity(rows * cols);
     for r in 0..rows {
         let s = scales.get(r);
@@ -292,12 +247,7 @@ impl Packed2 {
     }
 
     /// Packs `rows × cols` ternary codes (row-major) with their scales.
-    pub fn pack(
-        codes: &[i8],
-        rows: usize,
-        cols: usize,
-        scales: Scales,
-    ) -> Result<Packed2, PackError> {
+    pub fn pack(codes: &[i8], rows: usize, cols: usize, scales: Scales) -> Result<Packed2, PackError> {
         check_input(codes, rows, cols, &scales)?;
         let row_bytes = Self::row_bytes_for(cols);
         let mut data = vec![0u8; data_len(rows, cols, row_bytes)?];
@@ -310,13 +260,7 @@ impl Packed2 {
                 }
             }
         }
-        Ok(Packed2 {
-            rows,
-            cols,
-            row_bytes,
-            data,
-            scales,
-        })
+        Ok(Packed2 { rows, cols, row_bytes, data, scales })
     }
 
     /// Checks that the fields agree (row_bytes, data length, scale count), that no
@@ -340,11 +284,7 @@ impl Packed2 {
                     match decode2(b >> (2 * j)) {
                         None => return Err(PackError::Invalid2Bit { row, col }),
                         Some(t) if t != 0 && col >= self.cols => {
-                            return Err(PackError::Padding {
-                                row,
-                                col,
-                                cols: self.cols,
-                            })
+                            return Err(PackError::Padding { row, col, cols: self.cols })
                         }
                         _ => {}
                     }
@@ -496,12 +436,7 @@ impl Packed3 {
     }
 
     /// Packs `rows × cols` ternary codes (row-major) with their scales.
-    pub fn pack(
-        codes: &[i8],
-        rows: usize,
-        cols: usize,
-        scales: Scales,
-    ) -> Result<Packed3, PackError> {
+    pub fn pack(codes: &[i8], rows: usize, cols: usize, scales: Scales) -> Result<Packed3, PackError> {
         check_input(codes, rows, cols, &scales)?;
         let row_bytes = Self::row_bytes_for(cols);
         let mut data = Vec::with_capacity(data_len(rows, cols, row_bytes)?);
@@ -515,13 +450,7 @@ impl Packed3 {
                 }
             }
         }
-        Ok(Packed3 {
-            rows,
-            cols,
-            row_bytes,
-            data,
-            scales,
-        })
+        Ok(Packed3 { rows, cols, row_bytes, data, scales })
     }
 
     /// Checks that the fields agree (row_bytes, data length, scale count), that every
@@ -540,16 +469,11 @@ impl Packed3 {
         }
         for (row, bytes) in self.data.chunks(self.row_bytes).enumerate() {
             for (byte, &value) in bytes.iter().enumerate() {
-                let trits =
-                    decode_trits(value).ok_or(PackError::InvalidBase3 { row, byte, value })?;
+                let trits = decode_trits(value).ok_or(PackError::InvalidBase3 { row, byte, value })?;
                 for (j, &t) in trits.iter().enumerate() {
                     let col = 5 * byte + j;
                     if t != 0 && col >= self.cols {
-                        return Err(PackError::Padding {
-                            row,
-                            col,
-                            cols: self.cols,
-                        });
+                        return Err(PackError::Padding { row, col, cols: self.cols });
                     }
                 }
             }
@@ -628,10 +552,7 @@ mod tests {
 
     impl Lcg {
         fn next(&mut self) -> u32 {
-            self.0 = self
-                .0
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+            self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             (self.0 >> 33) as u32
         }
         fn code(&mut self) -> i8 {
@@ -761,9 +682,8 @@ mod tests {
                         assert_eq!(p3.code(r, c), codes[r * cols + c]);
                     }
                 }
-                let expected: Vec<f32> = (0..rows * cols)
-                    .map(|i| scales.get(i / cols) * codes[i] as f32)
-                    .collect();
+                let expected: Vec<f32> =
+                    (0..rows * cols).map(|i| scales.get(i / cols) * codes[i] as f32).collect();
                 assert_eq!(p2.dequantize(), expected);
                 assert_eq!(p3.dequantize(), expected);
                 assert_eq!(p2.bytes(), p2.data.len() + 4 * scales.count());
@@ -850,20 +770,9 @@ mod tests {
     #[test]
     fn invalid_inputs_are_errors() {
         let s = || Scales::Layer(1.0);
-        for (bad, packer) in [
-            (2i8, 0),
-            (-2, 0),
-            (i8::MIN, 0),
-            (i8::MAX, 0),
-            (2, 1),
-            (-2, 1),
-        ] {
+        for (bad, packer) in [(2i8, 0), (-2, 0), (i8::MIN, 0), (i8::MAX, 0), (2, 1), (-2, 1)] {
             let codes = [0, 1, bad, -1];
-            let want = PackError::BadCode {
-                row: 1,
-                col: 0,
-                value: bad,
-            };
+            let want = PackError::BadCode { row: 1, col: 0, value: bad };
             let got = if packer == 0 {
                 Packed2::pack(&codes, 2, 2, s()).map(|_| ())
             } else {
@@ -873,43 +782,22 @@ mod tests {
         }
         for len in [0, 5, 7] {
             let codes = vec![0i8; len];
-            let want = Err(PackError::CodeCount {
-                rows: 2,
-                cols: 3,
-                expected: 6,
-                got: len,
-            });
+            let want = Err(PackError::CodeCount { rows: 2, cols: 3, expected: 6, got: len });
             assert_eq!(Packed2::pack(&codes, 2, 3, s()).map(|_| ()), want);
             assert_eq!(Packed3::pack(&codes, 2, 3, s()).map(|_| ()), want);
         }
         for n in [0, 1, 3] {
             let scales = Scales::Channel(vec![1.0; n]);
-            let want = Err(PackError::ScaleCount {
-                expected: 2,
-                got: n,
-            });
-            assert_eq!(
-                Packed2::pack(&[0; 6], 2, 3, scales.clone()).map(|_| ()),
-                want
-            );
+            let want = Err(PackError::ScaleCount { expected: 2, got: n });
+            assert_eq!(Packed2::pack(&[0; 6], 2, 3, scales.clone()).map(|_| ()), want);
             assert_eq!(Packed3::pack(&[0; 6], 2, 3, scales).map(|_| ()), want);
         }
-        let want = Err(PackError::TooLarge {
-            rows: usize::MAX,
-            cols: 2,
-        });
+        let want = Err(PackError::TooLarge { rows: usize::MAX, cols: 2 });
         assert_eq!(Packed2::pack(&[], usize::MAX, 2, s()).map(|_| ()), want);
         assert_eq!(Packed3::pack(&[], usize::MAX, 2, s()).map(|_| ()), want);
         // rows = 0 is fine, and so is cols = 0
-        assert!(Packed2::pack(&[], 0, 9, s())
-            .unwrap()
-            .unpack()
-            .unwrap()
-            .is_empty());
-        assert!(Packed3::pack(&[], 4, 0, Scales::Channel(vec![1.0; 4]))
-            .unwrap()
-            .data
-            .is_empty());
+        assert!(Packed2::pack(&[], 0, 9, s()).unwrap().unpack().unwrap().is_empty());
+        assert!(Packed3::pack(&[], 4, 0, Scales::Channel(vec![1.0; 4])).unwrap().data.is_empty());
     }
 
     #[test]
@@ -931,133 +819,51 @@ mod tests {
         // a valid but nonzero padding code
         let mut p = good2.clone();
         p.data[1] |= 0b01 << 4;
-        assert_eq!(
-            p.unpack(),
-            Err(PackError::Padding {
-                row: 0,
-                col: 6,
-                cols: 6
-            })
-        );
+        assert_eq!(p.unpack(), Err(PackError::Padding { row: 0, col: 6, cols: 6 }));
 
         // base-3 byte 250 at row 1, byte 0; then every invalid byte value
         let mut p = good3.clone();
         p.data[2] = 250;
-        assert_eq!(
-            p.unpack(),
-            Err(PackError::InvalidBase3 {
-                row: 1,
-                byte: 0,
-                value: 250
-            })
-        );
+        assert_eq!(p.unpack(), Err(PackError::InvalidBase3 { row: 1, byte: 0, value: 250 }));
         assert_eq!(p.code(1, 0), 0);
         assert_eq!(p.dequantize()[6..11], [0.0; 5]);
         for v in 243..=255u8 {
             let mut p = good3.clone();
             p.data[1] = v;
-            assert!(matches!(
-                p.unpack(),
-                Err(PackError::InvalidBase3 {
-                    row: 0,
-                    byte: 1,
-                    ..
-                })
-            ));
+            assert!(matches!(p.unpack(), Err(PackError::InvalidBase3 { row: 0, byte: 1, .. })));
         }
         // padding trit t_1 of byte 1 set to +1: 120 + 3 = 123
         let mut p = good3.clone();
         p.data[1] = 123;
-        assert_eq!(
-            p.unpack(),
-            Err(PackError::Padding {
-                row: 0,
-                col: 6,
-                cols: 6
-            })
-        );
+        assert_eq!(p.unpack(), Err(PackError::Padding { row: 0, col: 6, cols: 6 }));
 
         // inconsistent fields
         let mut p = good2.clone();
         p.data.pop();
-        assert!(matches!(
-            p.unpack(),
-            Err(PackError::DataLength {
-                expected: 8,
-                got: 7,
-                ..
-            })
-        ));
+        assert!(matches!(p.unpack(), Err(PackError::DataLength { expected: 8, got: 7, .. })));
         let mut p = good2.clone();
         p.row_bytes = 2;
-        assert!(matches!(
-            p.validate(),
-            Err(PackError::RowBytes {
-                expected: 4,
-                got: 2,
-                ..
-            })
-        ));
+        assert!(matches!(p.validate(), Err(PackError::RowBytes { expected: 4, got: 2, .. })));
         let mut p = good3.clone();
         p.scales = Scales::Channel(vec![1.0]);
-        assert_eq!(
-            p.validate(),
-            Err(PackError::ScaleCount {
-                expected: 2,
-                got: 1
-            })
-        );
+        assert_eq!(p.validate(), Err(PackError::ScaleCount { expected: 2, got: 1 }));
         let mut p = good3;
         p.data.push(121);
-        assert!(matches!(
-            p.unpack(),
-            Err(PackError::DataLength {
-                expected: 4,
-                got: 5,
-                ..
-            })
-        ));
+        assert!(matches!(p.unpack(), Err(PackError::DataLength { expected: 4, got: 5, .. })));
     }
 
     #[test]
     fn dequantize_scales() {
         let codes = [1, -1, 0, 1, 0, -1, 0, 0, 0, 0, 0, 1];
         let layer = [0.5, -0.5, 0.0, 0.5, 0.0, -0.5, 0.0, 0.0, 0.0, 0.0, 0.0, 0.5];
-        let channel = [
-            3.0, -3.0, 0.0, 3.0, 0.0, -3.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.25,
-        ];
+        let channel = [3.0, -3.0, 0.0, 3.0, 0.0, -3.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.25];
         let ch = Scales::Channel(vec![3.0, 0.25]);
-        assert_eq!(
-            Packed2::pack(&codes, 2, 6, Scales::Layer(0.5))
-                .unwrap()
-                .dequantize(),
-            layer
-        );
-        assert_eq!(
-            Packed3::pack(&codes, 2, 6, Scales::Layer(0.5))
-                .unwrap()
-                .dequantize(),
-            layer
-        );
-        assert_eq!(
-            Packed2::pack(&codes, 2, 6, ch.clone())
-                .unwrap()
-                .dequantize(),
-            channel
-        );
-        assert_eq!(
-            Packed3::pack(&codes, 2, 6, ch.clone())
-                .unwrap()
-                .dequantize(),
-            channel
-        );
+        assert_eq!(Packed2::pack(&codes, 2, 6, Scales::Layer(0.5)).unwrap().dequantize(), layer);
+        assert_eq!(Packed3::pack(&codes, 2, 6, Scales::Layer(0.5)).unwrap().dequantize(), layer);
+        assert_eq!(Packed2::pack(&codes, 2, 6, ch.clone()).unwrap().dequantize(), channel);
+        assert_eq!(Packed3::pack(&codes, 2, 6, ch.clone()).unwrap().dequantize(), channel);
         // bytes: data + scales as f32
-        assert_eq!(
-            Packed2::pack(&codes, 2, 6, Scales::Layer(0.5))
-                .unwrap()
-                .bytes(),
-            8 + 4
-        );
+        assert_eq!(Packed2::pack(&codes, 2, 6, Scales::Layer(0.5)).unwrap().bytes(), 8 + 4);
         assert_eq!(Packed3::pack(&codes, 2, 6, ch).unwrap().bytes(), 4 + 8);
     }
 
@@ -1068,8 +874,7 @@ mod tests {
                 assert_eq!(decode_trits(b), None);
                 continue;
             }
-            let direct: [i8; 5] =
-                std::array::from_fn(|j| ((b as u32 / 3u32.pow(j as u32)) % 3) as i8 - 1);
+            let direct: [i8; 5] = std::array::from_fn(|j| ((b as u32 / 3u32.pow(j as u32)) % 3) as i8 - 1);
             assert_eq!(TRIT_LUT[b as usize], direct, "byte {b}");
             assert_eq!(decode_trits(b), Some(direct));
             assert_eq!(encode_trits(direct), Some(b));
@@ -1102,9 +907,6 @@ mod tests {
     #[test]
     fn errors_read_well() {
         let e = Packed2::pack(&[0, 3], 1, 2, Scales::Layer(1.0)).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "code 3 at row 0, column 1 is not a ternary code (-1, 0 or +1)"
-        );
+        assert_eq!(e.to_string(), "code 3 at row 0, column 1 is not a ternary code (-1, 0 or +1)");
     }
 }

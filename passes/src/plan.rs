@@ -106,10 +106,7 @@ impl Plan {
 
 /// 1-based line of a byte offset.
 fn line_of(text: &str, offset: usize) -> usize {
-    1 + text[..offset.min(text.len())]
-        .bytes()
-        .filter(|&b| b == b'\n')
-        .count()
+    1 + text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count()
 }
 
 /// The line on which `key = ...` appears in the `n`-th `[[stage]]` table (or at top
@@ -143,8 +140,9 @@ pub fn parse(path: &Path, text: &str) -> Result<Plan, InputError> {
         }
     };
     let scope = match &raw.scope {
-        Some(s) => Scope::parse(s)
-            .map_err(|m| InputError::at_line(path, key_line(text, None, "scope"), m))?,
+        Some(s) => {
+            Scope::parse(s).map_err(|m| InputError::at_line(path, key_line(text, None, "scope"), m))?
+        }
         None => Scope::Layer,
     };
     let threshold = raw.threshold.unwrap_or(crate::ternary::DEFAULT_THRESHOLD);
@@ -171,18 +169,13 @@ pub fn parse(path: &Path, text: &str) -> Result<Plan, InputError> {
                 return Err(InputError::at_line(
                     path,
                     key_line(text, Some(n), "scales"),
-                    format!(
-                        "{} scales for {} steps: expected one scale per step",
-                        sc.len(),
-                        st.len()
-                    ),
+                    format!("{} scales for {} steps: expected one scale per step", sc.len(), st.len()),
                 ));
             }
         }
         if let Some(p) = &s.policy {
-            const POLICIES: [&str; 8] = [
-                "constant", "step", "steps", "exp", "poly", "sigmoid", "random", "sgdr",
-            ];
+            const POLICIES: [&str; 8] =
+                ["constant", "step", "steps", "exp", "poly", "sigmoid", "random", "sgdr"];
             if !POLICIES.contains(&p.as_str()) {
                 return Err(InputError::at_line(
                     path,
@@ -203,17 +196,10 @@ pub fn parse(path: &Path, text: &str) -> Result<Plan, InputError> {
             scales: s.scales,
             policy: s.policy,
         };
-        stages.push(Stage {
-            name: s.name,
-            layers,
-            train,
-        });
+        stages.push(Stage { name: s.name, layers, train });
     }
     if stages.is_empty() {
-        return Err(InputError::whole(
-            path,
-            "no [[stage]] tables: expected at least one stage",
-        ));
+        return Err(InputError::whole(path, "no [[stage]] tables: expected at least one stage"));
     }
     Ok(Plan {
         path: path.to_path_buf(),
@@ -248,50 +234,25 @@ mod tests {
         assert_eq!(p.stages.len(), 2);
         assert_eq!(p.stages[0].train.max_batches, Some(100));
         assert_eq!(p.stage("M1").unwrap().layers.as_str(), "all");
-        assert!(p
-            .stage("M9")
-            .unwrap_err()
-            .to_string()
-            .contains("no stage named 'M9'"));
+        assert!(p.stage("M9").unwrap_err().to_string().contains("no stage named 'M9'"));
     }
 
     #[test]
     fn errors_name_the_line() {
         for (text, line, needle) in [
-            (
-                GOOD.replace("max_batches", "max_batchez"),
-                8,
-                "unknown field `max_batchez`",
-            ),
-            (
-                GOOD.replace("scope = \"channel\"", "scope = \"row\""),
-                3,
-                "expected layer or channel",
-            ),
+            (GOOD.replace("max_batches", "max_batchez"), 8, "unknown field `max_batchez`"),
+            (GOOD.replace("scope = \"channel\"", "scope = \"row\""), 3, "expected layer or channel"),
             (GOOD.replace("\"0,2-4\"", "\"0,x\""), 7, "'x' in layer spec"),
-            (
-                GOOD.replace("[0.1, 0.1]", "[0.1]"),
-                10,
-                "1 scales for 2 steps",
-            ),
+            (GOOD.replace("[0.1, 0.1]", "[0.1]"), 10, "1 scales for 2 steps"),
             (GOOD.replace("\"M1\"", "\"M0\""), 13, "used twice"),
-            (
-                GOOD.replace("out = \"runs\"\n", ""),
-                1,
-                "missing field `out`",
-            ),
-            (
-                GOOD.replace("max_batches = 100", "max_batches = \"many\""),
-                8,
-                "invalid type",
-            ),
+            (GOOD.replace("out = \"runs\"\n", ""), 1, "missing field `out`"),
+            (GOOD.replace("max_batches = 100", "max_batches = \"many\""), 8, "invalid type"),
             (GOOD.replace("cfg =", "cfg"), 1, ""),
         ] {
             let e = parse(Path::new("p.toml"), &text).unwrap_err();
             assert_eq!(e.loc, ternc_ir::Loc::Line(line), "{e}");
             assert!(
-                e.to_string().starts_with(&format!("p.toml:{line}: "))
-                    && e.to_string().contains(needle),
+                e.to_string().starts_with(&format!("p.toml:{line}: ")) && e.to_string().contains(needle),
                 "{e}"
             );
         }

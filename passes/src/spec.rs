@@ -36,10 +36,8 @@ impl Spec {
         let mut items = Vec::new();
         for raw in text.split(',') {
             let t = raw.trim();
-            let num = |s: &str| {
-                s.parse::<usize>()
-                    .map_err(|_| format!("'{t}' in layer spec '{text}': {expected}"))
-            };
+            let num =
+                |s: &str| s.parse::<usize>().map_err(|_| format!("'{t}' in layer spec '{text}': {expected}"));
             let item = match t {
                 "all" => Item::All,
                 "none" => Item::None,
@@ -60,9 +58,7 @@ impl Spec {
                     Some((a, b)) => {
                         let (a, b) = (num(a.trim())?, num(b.trim())?);
                         if a > b {
-                            return Err(format!(
-                                "'{t}' in layer spec '{text}': the range runs backwards"
-                            ));
+                            return Err(format!("'{t}' in layer spec '{text}': the range runs backwards"));
                         }
                         Item::Range(a, b)
                     }
@@ -71,10 +67,7 @@ impl Spec {
             };
             items.push(item);
         }
-        Ok(Spec {
-            text: text.to_string(),
-            items,
-        })
+        Ok(Spec { text: text.to_string(), items })
     }
 
     pub fn as_str(&self) -> &str {
@@ -86,9 +79,7 @@ impl Spec {
     /// too (a range merely skips such layers).
     pub fn select(&self, graph: &Graph) -> Result<BTreeSet<usize>, String> {
         let n = graph.num_layers();
-        let weights: Vec<usize> = (0..n)
-            .filter(|&i| graph.layer(i).op.has_weights())
-            .collect();
+        let weights: Vec<usize> = (0..n).filter(|&i| graph.layer(i).op.has_weights()).collect();
         let is_weight = |i: usize| graph.layer(i).op.has_weights();
         let check = |i: usize| {
             if i >= n {
@@ -115,18 +106,14 @@ impl Spec {
                     out.insert(check(i)?);
                 }
                 Item::FromEnd(k) => {
-                    let i = weights
-                        .len()
-                        .checked_sub(k)
-                        .map(|j| weights[j])
-                        .ok_or_else(|| {
-                            format!(
-                                "-{k} in layer spec '{}' is out of range: {} has {} weight layers",
-                                self.text,
-                                graph.name,
-                                weights.len()
-                            )
-                        })?;
+                    let i = weights.len().checked_sub(k).map(|j| weights[j]).ok_or_else(|| {
+                        format!(
+                            "-{k} in layer spec '{}' is out of range: {} has {} weight layers",
+                            self.text,
+                            graph.name,
+                            weights.len()
+                        )
+                    })?;
                     out.insert(i);
                 }
                 Item::Range(a, b) => {
@@ -136,20 +123,11 @@ impl Spec {
                 }
                 Item::All => out.extend(weights.iter().copied()),
                 Item::None => {}
-                Item::AllButLast => out.extend(
-                    weights
-                        .iter()
-                        .take(weights.len().saturating_sub(1))
-                        .copied(),
-                ),
+                Item::AllButLast => out.extend(weights.iter().take(weights.len().saturating_sub(1)).copied()),
                 Item::AllButFirst => out.extend(weights.iter().skip(1).copied()),
-                Item::AllButFirstAndLast => out.extend(
-                    weights
-                        .iter()
-                        .skip(1)
-                        .take(weights.len().saturating_sub(2))
-                        .copied(),
-                ),
+                Item::AllButFirstAndLast => {
+                    out.extend(weights.iter().skip(1).take(weights.len().saturating_sub(2)).copied())
+                }
             }
         }
         Ok(out)
@@ -169,9 +147,7 @@ fn check_range(i: usize, n: usize, text: &str, name: &str) -> Result<(), String>
 /// The shortest SPEC selecting exactly `layers`: runs of consecutive weight layers
 /// become `A-B` ranges (other layer types in between do not break a run).
 pub fn describe(graph: &Graph, layers: &BTreeSet<usize>) -> String {
-    let weights: Vec<usize> = (0..graph.num_layers())
-        .filter(|&i| graph.layer(i).op.has_weights())
-        .collect();
+    let weights: Vec<usize> = (0..graph.num_layers()).filter(|&i| graph.layer(i).op.has_weights()).collect();
     if layers.is_empty() {
         return "none".into();
     }
@@ -185,22 +161,14 @@ pub fn describe(graph: &Graph, layers: &BTreeSet<usize>) -> String {
             (true, None) => run = Some((i, i)),
             (true, Some((a, _))) => run = Some((a, i)),
             (false, Some((a, b))) => {
-                parts.push(if a == b {
-                    a.to_string()
-                } else {
-                    format!("{a}-{b}")
-                });
+                parts.push(if a == b { a.to_string() } else { format!("{a}-{b}") });
                 run = None;
             }
             (false, None) => {}
         }
     }
     if let Some((a, b)) = run {
-        parts.push(if a == b {
-            a.to_string()
-        } else {
-            format!("{a}-{b}")
-        });
+        parts.push(if a == b { a.to_string() } else { format!("{a}-{b}") });
     }
     parts.join(",")
 }
@@ -213,12 +181,7 @@ mod tests {
     /// does not depend on the frontend).
     fn graph() -> Graph {
         use ternc_ir::*;
-        let net = NetConfig {
-            width: 8,
-            height: 8,
-            channels: 3,
-            ..Default::default()
-        };
+        let net = NetConfig { width: 8, height: 8, channels: 3, ..Default::default() };
         let mut g = Graph::new("t.cfg", net, 1);
         let conv = |f| {
             Op::Conv(Conv {
@@ -234,33 +197,16 @@ mod tests {
                 ternary: false,
             })
         };
-        let pool = Op::MaxPool(MaxPool {
-            size: 2,
-            stride_x: 2,
-            stride_y: 2,
-            padding: 1,
-        });
+        let pool = Op::MaxPool(MaxPool { size: 2, stride_x: 2, stride_y: 2, padding: 1 });
         let mut prev = g.input;
-        for op in [
-            conv(2),
-            pool,
-            conv(2),
-            conv(2),
-            Op::Route(Route {
-                groups: 1,
-                group_id: 0,
-            }),
-            conv(6),
-        ] {
+        for op in [conv(2), pool, conv(2), conv(2), Op::Route(Route { groups: 1, group_id: 0 }), conv(6)] {
             prev = g.add_layer(op, &[prev], 1).unwrap();
         }
         g
     }
 
     fn sel(spec: &str) -> Result<Vec<usize>, String> {
-        Spec::parse(spec)?
-            .select(&graph())
-            .map(|s| s.into_iter().collect())
+        Spec::parse(spec)?.select(&graph()).map(|s| s.into_iter().collect())
     }
 
     #[test]
@@ -309,11 +255,7 @@ mod tests {
         for spec in ["0", "0-3", "2-3", "all", "none", "0,5"] {
             let chosen = Spec::parse(spec).unwrap().select(&g).unwrap();
             let d = describe(&g, &chosen);
-            assert_eq!(
-                Spec::parse(&d).unwrap().select(&g).unwrap(),
-                chosen,
-                "{spec} -> {d}"
-            );
+            assert_eq!(Spec::parse(&d).unwrap().select(&g).unwrap(), chosen, "{spec} -> {d}");
         }
         assert_eq!(describe(&g, &[0, 2, 3].into()), "0-3");
     }

@@ -124,22 +124,15 @@ pub fn run(
 ) -> Result<Report, String> {
     let flagged = (0..graph.num_layers()).filter(|&i| graph.layer(i).op.is_ternary());
     let layers: BTreeSet<usize> = selected.iter().copied().chain(flagged).collect();
-    let mut report = Report {
-        scope,
-        threshold,
-        layers: Vec::new(),
-    };
+    let mut report = Report { scope, threshold, layers: Vec::new() };
     for i in layers {
         let node = graph.layers[i];
         let kind = graph.g[node].op.type_name();
-        let rows = graph.g[node].op.weight_rows().ok_or_else(|| {
-            format!("layer {i} is a {kind} layer: it has no weights to ternarize")
-        })?;
-        let params = graph
-            .params
-            .layers
-            .get_mut(&i)
-            .filter(|p| !p.weights.is_empty());
+        let rows = graph.g[node]
+            .op
+            .weight_rows()
+            .ok_or_else(|| format!("layer {i} is a {kind} layer: it has no weights to ternarize"))?;
+        let params = graph.params.layers.get_mut(&i).filter(|p| !p.weights.is_empty());
         let p = params.ok_or_else(|| format!("layer {i} ({kind}) has no weights loaded"))?;
         let cols = p.weights.len() / rows;
         let groups: Vec<&[f32]> = match scope {
@@ -151,32 +144,17 @@ pub fn run(
         let scales: Vec<f32> = parts.iter().map(|t| t.alpha).collect();
         let t = TernaryParams { codes, scales };
         let approx = t.dequantize(rows);
-        let err: f64 = p
-            .weights
-            .iter()
-            .zip(&approx)
-            .map(|(w, a)| ((w - a) as f64).powi(2))
-            .sum::<f64>()
-            .sqrt();
-        let norm: f64 = p
-            .weights
-            .iter()
-            .map(|&w| (w as f64).powi(2))
-            .sum::<f64>()
-            .sqrt();
-        let (lo, hi) = t
-            .scales
-            .iter()
-            .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &s| {
-                (a.min(s), b.max(s))
-            });
+        let err: f64 =
+            p.weights.iter().zip(&approx).map(|(w, a)| ((w - a) as f64).powi(2)).sum::<f64>().sqrt();
+        let norm: f64 = p.weights.iter().map(|&w| (w as f64).powi(2)).sum::<f64>().sqrt();
+        let (lo, hi) =
+            t.scales.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &s| (a.min(s), b.max(s)));
         report.layers.push(LayerReport {
             layer: i,
             kind,
             weights: p.weights.len(),
             alpha: (lo, hi),
-            sparsity: t.codes.iter().filter(|&&c| c == 0).count() as f64
-                / t.codes.len().max(1) as f64,
+            sparsity: t.codes.iter().filter(|&&c| c == 0).count() as f64 / t.codes.len().max(1) as f64,
             rel_error: if norm > 0.0 { err / norm } else { 0.0 },
             bytes_fp32: 4 * p.weights.len(),
             bytes_packed: packed2_bytes(rows, cols, t.scales.len()),
@@ -194,12 +172,7 @@ mod tests {
 
     /// One 1x1 conv with 2 output channels over 3 inputs.
     fn graph(weights: Vec<f32>) -> Graph {
-        let net = NetConfig {
-            width: 1,
-            height: 1,
-            channels: 3,
-            ..Default::default()
-        };
+        let net = NetConfig { width: 1, height: 1, channels: 3, ..Default::default() };
         let mut g = Graph::new("t.cfg", net, 1);
         let conv = Op::Conv(Conv {
             filters: 2,
@@ -215,11 +188,7 @@ mod tests {
         });
         let input = g.input;
         g.add_layer(conv, &[input], 1).unwrap();
-        *g.params.layer_mut(0) = LayerParams {
-            biases: vec![0.0; 2],
-            weights,
-            ..Default::default()
-        };
+        *g.params.layer_mut(0) = LayerParams { biases: vec![0.0; 2], weights, ..Default::default() };
         g
     }
 
@@ -236,18 +205,11 @@ mod tests {
         assert!(g.layer(0).op.is_ternary());
         assert!((r.layers[0].sparsity - 0.5).abs() < 1e-12);
         // ‖W − αT‖² = 0.3667² + 0.01 + 0.0333² + 0.04 + 0.04 + 0.3333²
-        let e: f64 = [
-            1.0 - 1.9 / 3.0,
-            -0.1,
-            0.6 - 1.9 / 3.0,
-            0.2,
-            -0.2,
-            0.3 - 1.9 / 3.0,
-        ]
-        .iter()
-        .map(|v: &f64| v * v)
-        .sum::<f64>()
-        .sqrt();
+        let e: f64 = [1.0 - 1.9 / 3.0, -0.1, 0.6 - 1.9 / 3.0, 0.2, -0.2, 0.3 - 1.9 / 3.0]
+            .iter()
+            .map(|v: &f64| v * v)
+            .sum::<f64>()
+            .sqrt();
         let n: f64 = w.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt();
         assert!((r.layers[0].rel_error - e / n).abs() < 1e-6);
         assert_eq!(r.layers[0].bytes_packed, 2 * 4 + 4);
@@ -259,21 +221,13 @@ mod tests {
         let t = g.params.layer(0).unwrap().ternary.clone().unwrap();
         assert_eq!(t.codes, [1, 0, 1, 1, -1, 1]);
         assert!((t.scales[0] - 0.8).abs() < 1e-6 && (t.scales[1] - 0.7 / 3.0).abs() < 1e-6);
-        assert!(
-            (r.layers[0].alpha.0 - 0.7 / 3.0).abs() < 1e-6
-                && (r.layers[0].alpha.1 - 0.8).abs() < 1e-6
-        );
-        assert_eq!(
-            t.dequantize(2),
-            [0.8, 0.0, 0.8, 0.7 / 3.0, -0.7 / 3.0, 0.7 / 3.0]
-        );
+        assert!((r.layers[0].alpha.0 - 0.7 / 3.0).abs() < 1e-6 && (r.layers[0].alpha.1 - 0.8).abs() < 1e-6);
+        assert_eq!(t.dequantize(2), [0.8, 0.0, 0.8, 0.7 / 3.0, -0.7 / 3.0, 0.7 / 3.0]);
     }
 
     #[test]
     fn layers_without_weights_are_errors() {
         let mut g = graph(vec![]);
-        assert!(run(&mut g, &[0].into(), Scope::Layer, 0.7)
-            .unwrap_err()
-            .contains("no weights loaded"));
+        assert!(run(&mut g, &[0].into(), Scope::Layer, 0.7).unwrap_err().contains("no weights loaded"));
     }
 }

@@ -24,11 +24,7 @@ impl Ternary {
 /// order of summation (every backend must agree on α and Δ).
 pub fn twn(w: &[f32], threshold: f32) -> Ternary {
     if w.is_empty() {
-        return Ternary {
-            alpha: 0.0,
-            delta: 0.0,
-            codes: Vec::new(),
-        };
+        return Ternary { alpha: 0.0, delta: 0.0, codes: Vec::new() };
     }
     let mean_abs = w.iter().map(|v| v.abs() as f64).sum::<f64>() / w.len() as f64;
     let delta = (threshold as f64 * mean_abs) as f32;
@@ -49,16 +45,8 @@ pub fn twn(w: &[f32], threshold: f32) -> Ternary {
             }
         })
         .collect();
-    let alpha = if count == 0 {
-        0.0
-    } else {
-        (sum / count as f64) as f32
-    };
-    Ternary {
-        alpha,
-        delta,
-        codes,
-    }
+    let alpha = if count == 0 { 0.0 } else { (sum / count as f64) as f32 };
+    Ternary { alpha, delta, codes }
 }
 
 /// The ternarized float weights of a whole layer (`α·t`), Darknet-TWN's `ternary=1`.

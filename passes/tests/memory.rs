@@ -56,29 +56,15 @@ fn chain_reuses_two_buffers() {
     let g = graph(&[conv(16), conv(16), conv(16)].concat());
     let p = plan(&g);
     assert_eq!(layout(&p), [(0, None), (4096, None), (0, None)]);
-    assert_eq!(
-        p.slots[1],
-        Slot {
-            offset: 4096,
-            bytes: 4096,
-            alias_of: None,
-            live: (1, 2)
-        }
-    );
-    assert_eq!(
-        (p.arena_bytes, p.naive_bytes, p.peak_live_bytes),
-        (8192, 12288, 8192)
-    );
+    assert_eq!(p.slots[1], Slot { offset: 4096, bytes: 4096, alias_of: None, live: (1, 2) });
+    assert_eq!((p.arena_bytes, p.naive_bytes, p.peak_live_bytes), (8192, 12288, 8192));
     assert!(p.elided_routes.is_empty() && p.views.is_empty());
 
     // int8 activations: 1024 bytes each, same layout scaled by 1/4.
     let p8 = memory::run(&g, 1);
     p8.validate(&g).unwrap();
     assert_eq!(layout(&p8), [(0, None), (1024, None), (0, None)]);
-    assert_eq!(
-        (p8.arena_bytes, p8.naive_bytes, p8.peak_live_bytes),
-        (2048, 3072, 2048)
-    );
+    assert_eq!((p8.arena_bytes, p8.naive_bytes, p8.peak_live_bytes), (2048, 3072, 2048));
 }
 
 #[test]
@@ -88,10 +74,7 @@ fn offsets_are_aligned() {
     let g = graph_sized(5, &[conv1x1(1), conv1x1(1), conv1x1(1)].concat());
     let p = plan(&g);
     assert_eq!(layout(&p), [(0, None), (128, None), (0, None)]);
-    assert_eq!(
-        (p.arena_bytes, p.peak_live_bytes, p.naive_bytes),
-        (256, 200, 300)
-    );
+    assert_eq!((p.arena_bytes, p.peak_live_bytes, p.naive_bytes), (256, 200, 300));
     assert_eq!(p.arena_bytes % ALIGN, 0);
 }
 
@@ -106,15 +89,9 @@ fn route_of_two_convs_is_elided() {
     // (step 3: 3072 + 512); no reuse needs 6656.
     let g = graph(&[conv(4), conv(8), route("-2,-1"), conv1x1(2)].concat());
     let p = plan(&g);
-    assert_eq!(
-        layout(&p),
-        [(0, Some(2)), (1024, Some(2)), (0, None), (3072, None)]
-    );
+    assert_eq!(layout(&p), [(0, Some(2)), (1024, Some(2)), (0, None), (3072, None)]);
     assert_eq!(p.slots[1].offset - p.slots[2].offset, 4 * 64 * 4);
-    assert_eq!(
-        (p.arena_bytes, p.naive_bytes, p.peak_live_bytes),
-        (3584, 6656, 3584)
-    );
+    assert_eq!((p.arena_bytes, p.naive_bytes, p.peak_live_bytes), (3584, 6656, 3584));
     // every tensor separately at step 2: 1024 + 2048 + 3072
     assert_eq!(p.peak_tensor_bytes, 6144);
     assert_eq!(p.elided_routes, [2]);
@@ -124,10 +101,7 @@ fn route_of_two_convs_is_elided() {
     // 0 (0..2) meets both → 5120; 3 (3..3) meets only 2 → 3072. Arena 6144.
     let q = memory::run_with(&g, 4, Options::NO_ALIASES);
     q.validate(&g).unwrap();
-    assert_eq!(
-        layout(&q),
-        [(5120, None), (3072, None), (0, None), (3072, None)]
-    );
+    assert_eq!(layout(&q), [(5120, None), (3072, None), (0, None), (3072, None)]);
     assert_eq!(q.arena_bytes, 6144);
     assert_eq!(q.route_copies(&g, 2), [0, 1]);
     assert!(q.elided_routes.is_empty());
@@ -147,33 +121,13 @@ fn layer_routed_by_two_routes_aliases_into_one() {
     // and route 4 at [1024,3072) over 4..5, where only layer 0 ([0,1024)) is live: it
     // fits. Layer 5 (5..5) meets only route 4 → 0. Arena 3072, the live peak (steps
     // 3 and 4: 2048 + 1024).
-    let g = graph(
-        &[
-            conv(4),
-            conv(4),
-            route("-2,-1"),
-            conv(4),
-            route("0,3"),
-            conv1x1(2),
-        ]
-        .concat(),
-    );
+    let g = graph(&[conv(4), conv(4), route("-2,-1"), conv(4), route("0,3"), conv1x1(2)].concat());
     let p = plan(&g);
     assert_eq!(
         layout(&p),
-        [
-            (0, Some(2)),
-            (1024, Some(2)),
-            (0, None),
-            (2048, Some(4)),
-            (1024, None),
-            (0, None)
-        ]
+        [(0, Some(2)), (1024, Some(2)), (0, None), (2048, Some(4)), (1024, None), (0, None)]
     );
-    assert_eq!(
-        (p.arena_bytes, p.naive_bytes, p.peak_live_bytes),
-        (3072, 7680, 3072)
-    );
+    assert_eq!((p.arena_bytes, p.naive_bytes, p.peak_live_bytes), (3072, 7680, 3072));
     assert_eq!(p.elided_routes, [2]);
     assert_eq!(p.route_copies(&g, 4), [0]);
 }
@@ -198,24 +152,10 @@ fn single_input_routes() {
     // 0 conv 4 (1024 B, 0..3); 1 route -1 (view of 0, 1..2); 2 conv1x1 2 (512 B, 2..3);
     // 3 shortcut from=0 (prev 2 + overlap of 0: [2,8,8] 512 B, 3..3).
     // Tree {0,1} over 0..3 at 0; 2 → 1024; 3 meets both → 1536. Arena 2048.
-    let g = graph(
-        &[
-            conv(4),
-            route("-1"),
-            conv1x1(2),
-            "[shortcut]\nfrom=0\n\n".into(),
-        ]
-        .concat(),
-    );
+    let g = graph(&[conv(4), route("-1"), conv1x1(2), "[shortcut]\nfrom=0\n\n".into()].concat());
     let p = plan(&g);
-    assert_eq!(
-        layout(&p),
-        [(0, None), (0, Some(0)), (1024, None), (1536, None)]
-    );
-    assert_eq!(
-        (p.views.clone(), p.elided_routes.clone()),
-        (vec![1], vec![1])
-    );
+    assert_eq!(layout(&p), [(0, None), (0, Some(0)), (1024, None), (1536, None)]);
+    assert_eq!((p.views.clone(), p.elided_routes.clone()), (vec![1], vec![1]));
     assert_eq!(p.arena_bytes, 2048);
 
     // Also when the route outlives the layer: only the route's own bytes stay
@@ -224,28 +164,15 @@ fn single_input_routes() {
     let g = graph(&[conv(4), route("-1"), conv1x1(2)].concat());
     let p = plan(&g);
     assert_eq!(layout(&p), [(0, None), (0, Some(0)), (1024, None)]);
-    assert_eq!(
-        (p.views.clone(), p.elided_routes.clone()),
-        (vec![1], vec![1])
-    );
+    assert_eq!((p.views.clone(), p.elided_routes.clone()), (vec![1], vec![1]));
     assert_eq!(p.arena_bytes, 1536);
 
     // Without views, the layer is written into the route instead (concat elision of
     // its only input).
-    let p = memory::run_with(
-        &g,
-        4,
-        Options {
-            views: false,
-            ..Options::default()
-        },
-    );
+    let p = memory::run_with(&g, 4, Options { views: false, ..Options::default() });
     p.validate(&g).unwrap();
     assert_eq!(layout(&p), [(0, Some(1)), (0, None), (1024, None)]);
-    assert_eq!(
-        (p.views.clone(), p.elided_routes.clone()),
-        (vec![], vec![1])
-    );
+    assert_eq!((p.views.clone(), p.elided_routes.clone()), (vec![], vec![1]));
     assert_eq!(p.arena_bytes, 1536);
 }
 
@@ -309,12 +236,7 @@ fn grouped_route_like_yolov4_tiny() {
     assert_eq!(p.views, [1]);
     assert_eq!(p.elided_routes, [1, 4, 6]);
     assert_eq!(
-        (
-            p.arena_bytes,
-            p.naive_bytes,
-            p.peak_live_bytes,
-            p.peak_tensor_bytes
-        ),
+        (p.arena_bytes, p.naive_bytes, p.peak_live_bytes, p.peak_tensor_bytes),
         (6144, 14336, 6144, 8192)
     );
     insta::assert_snapshot!(p.dump(&g), @r"
@@ -339,11 +261,7 @@ fn cfgs() -> Vec<PathBuf> {
     let mut v = Vec::new();
     for dir in ["darknet", "darknet-twn"] {
         let entries = std::fs::read_dir(models_dir().join(dir)).expect("models dir");
-        v.extend(
-            entries
-                .map(|e| e.unwrap().path())
-                .filter(|p| p.extension().is_some_and(|e| e == "cfg")),
-        );
+        v.extend(entries.map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "cfg")));
     }
     v.sort();
     v
@@ -351,9 +269,7 @@ fn cfgs() -> Vec<PathBuf> {
 
 #[test]
 fn real_yolov4_tiny_grouped_routes() {
-    let g = load_cfg(&models_dir().join("darknet/yolov4-tiny.cfg"))
-        .unwrap()
-        .graph;
+    let g = load_cfg(&models_dir().join("darknet/yolov4-tiny.cfg")).unwrap().graph;
     let p = plan(&g);
     let plane = |i: usize| g.layer(i).shape.plane() * 4;
     // 3 = route 2 groups=2 group_id=1: a view of the second half (32 of 64 channels)
@@ -361,15 +277,9 @@ fn real_yolov4_tiny_grouped_routes() {
     assert_eq!(p.slots[3].offset, p.slots[2].offset + 32 * plane(2));
     // 6 = route 5,4: both written in place; 8 = route 2,7: both written in place, so
     // layer 2 (and its view 3) live inside route 8
-    assert_eq!(
-        (p.slots[5].alias_of, p.slots[4].alias_of),
-        (Some(6), Some(6))
-    );
+    assert_eq!((p.slots[5].alias_of, p.slots[4].alias_of), (Some(6), Some(6)));
     assert_eq!(p.slots[4].offset, p.slots[6].offset + 32 * plane(4));
-    assert_eq!(
-        (p.slots[2].alias_of, p.slots[7].alias_of),
-        (Some(8), Some(8))
-    );
+    assert_eq!((p.slots[2].alias_of, p.slots[7].alias_of), (Some(8), Some(8)));
     assert_eq!(p.slots[2].offset, p.slots[8].offset);
     assert_eq!(p.slots[7].offset, p.slots[8].offset + 64 * plane(7));
     for r in [3, 6, 8] {
@@ -394,10 +304,7 @@ fn every_bundled_cfg_validates() {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         let g = load_cfg(&path).unwrap_or_else(|e| panic!("{e}")).graph;
         for elem in [4, 1] {
-            let size_only = Options {
-                orders: &[Order::Size],
-                ..Options::default()
-            };
+            let size_only = Options { orders: &[Order::Size], ..Options::default() };
             for opts in [Options::default(), Options::NO_ALIASES, size_only] {
                 let p = memory::run_with(&g, elem, opts);
                 if let Err(e) = p.validate(&g) {
@@ -449,21 +356,13 @@ fn resized(text: &str, size: usize) -> String {
 fn figures_at_416() {
     for name in ["yolov3-voc.cfg", "yolov4.cfg"] {
         let text = std::fs::read_to_string(models_dir().join("darknet").join(name)).unwrap();
-        let g = parse_cfg_text(Path::new(name), &resized(&text, 416))
-            .unwrap()
-            .graph;
+        let g = parse_cfg_text(Path::new(name), &resized(&text, 416)).unwrap().graph;
         assert_eq!((g.input_shape().w, g.input_shape().h), (416, 416));
         let p = plan(&g);
         let q = memory::run_with(&g, 4, Options::NO_ALIASES);
         q.validate(&g).unwrap();
-        let routes = (0..g.num_layers())
-            .filter(|&i| g.layer(i).op.type_name() == "route")
-            .count();
-        let views = p
-            .elided_routes
-            .iter()
-            .filter(|r| p.views.contains(r))
-            .count();
+        let routes = (0..g.num_layers()).filter(|&i| g.layer(i).op.type_name() == "route").count();
+        let views = p.elided_routes.iter().filter(|r| p.views.contains(r)).count();
         let partial = (0..g.num_layers())
             .filter(|&i| g.layer(i).op.type_name() == "route" && !p.elided_routes.contains(&i))
             .filter(|&i| p.slots.iter().any(|s| s.alias_of == Some(i)))
@@ -501,9 +400,9 @@ fn origins(g: &Graph) -> Vec<Vec<u64>> {
             .into_iter()
             .map(|n| match g.node(n).layer {
                 Some(x) => all[x].clone(),
-                None => (0..g.node(n).shape.numel() as u64)
-                    .map(|k| (u64::from(u32::MAX) << 32) | k)
-                    .collect(),
+                None => {
+                    (0..g.node(n).shape.numel() as u64).map(|k| (u64::from(u32::MAX) << 32) | k).collect()
+                }
             })
             .collect();
         all.push(match &g.layer(i).op {
@@ -515,9 +414,7 @@ fn origins(g: &Graph) -> Vec<Vec<u64>> {
                     x[r.group_id * part..(r.group_id + 1) * part].to_vec()
                 })
                 .collect(),
-            _ => (0..g.layer(i).shape.numel() as u64)
-                .map(|k| ((i as u64) << 32) | k)
-                .collect(),
+            _ => (0..g.layer(i).shape.numel() as u64).map(|k| ((i as u64) << 32) | k).collect(),
         });
     }
     all
@@ -541,11 +438,7 @@ fn simulate(g: &Graph, p: &MemoryPlan) -> Result<(), String> {
         Ok(())
     };
     for i in 0..n {
-        let ins: Vec<Option<usize>> = g
-            .inputs(g.layers[i])
-            .into_iter()
-            .map(|n| g.node(n).layer)
-            .collect();
+        let ins: Vec<Option<usize>> = g.inputs(g.layers[i]).into_iter().map(|n| g.node(n).layer).collect();
         for x in ins.iter().flatten() {
             check(&arena, *x, i)?;
         }
@@ -583,9 +476,7 @@ fn plans_execute_correctly() {
     for path in cfgs() {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         let text = std::fs::read_to_string(&path).unwrap();
-        let g = parse_cfg_text(&path, &resized(&text, 128))
-            .unwrap_or_else(|e| panic!("{e}"))
-            .graph;
+        let g = parse_cfg_text(&path, &resized(&text, 128)).unwrap_or_else(|e| panic!("{e}")).graph;
         for elem in [4, 1] {
             for opts in [Options::default(), Options::NO_ALIASES] {
                 let p = memory::run_with(&g, elem, opts);
@@ -629,11 +520,7 @@ fn broken_plans_are_rejected() {
     assert!(p.validate(&g).unwrap_err().contains("not a route"));
     // a route listed as elided that copies
     let mut p = plan(&g);
-    p.slots[1] = Slot {
-        offset: 3584,
-        alias_of: None,
-        ..p.slots[1]
-    };
+    p.slots[1] = Slot { offset: 3584, alias_of: None, ..p.slots[1] };
     p.arena_bytes = 5632;
     assert!(p.validate(&g).unwrap_err().contains("elided_routes"));
     p.elided_routes.clear();

@@ -43,18 +43,9 @@ struct Correction {
 
 impl Correction {
     /// `None` when any size is zero (nothing to map to).
-    fn new(
-        net_w: usize,
-        net_h: usize,
-        img_w: usize,
-        img_h: usize,
-        letterbox: bool,
-    ) -> Option<Self> {
-        let (new_w, new_h) = if letterbox {
-            letterbox_size(img_w, img_h, net_w, net_h)
-        } else {
-            (net_w, net_h)
-        };
+    fn new(net_w: usize, net_h: usize, img_w: usize, img_h: usize, letterbox: bool) -> Option<Self> {
+        let (new_w, new_h) =
+            if letterbox { letterbox_size(img_w, img_h, net_w, net_h) } else { (net_w, net_h) };
         if [net_w, net_h, img_w, img_h, new_w, new_h].contains(&0) {
             return None;
         }
@@ -81,13 +72,7 @@ impl Correction {
         let w = (b.w * (1.0 / ratio_w)) as f64;
         let h = (b.h * (1.0 / ratio_h)) as f64;
         let (iw, ih) = (self.img_w as f64, self.img_h as f64);
-        [
-            (x - w / 2.0) * iw,
-            (y - h / 2.0) * ih,
-            (x + w / 2.0) * iw,
-            (y + h / 2.0) * ih,
-        ]
-        .map(finite)
+        [(x - w / 2.0) * iw, (y - h / 2.0) * ih, (x + w / 2.0) * iw, (y + h / 2.0) * ih].map(finite)
     }
 }
 
@@ -106,12 +91,7 @@ pub fn clip_to_image(dets: &mut [Detection], img_w: usize, img_h: usize) {
     let (w, h) = (img_w as f32, img_h as f32);
     for d in dets {
         let [x0, y0, x1, y1] = d.bbox;
-        d.bbox = [
-            x0.clamp(0.0, w),
-            y0.clamp(0.0, h),
-            x1.clamp(0.0, w),
-            y1.clamp(0.0, h),
-        ];
+        d.bbox = [x0.clamp(0.0, w), y0.clamp(0.0, h), x1.clamp(0.0, w), y1.clamp(0.0, h)];
     }
 }
 
@@ -162,10 +142,7 @@ fn yolo_box(
     let x = (col as f32 + t[0]) / grid.0 as f32;
     let y = (row as f32 + t[1]) / grid.1 as f32;
     let (w, h) = if new_coords {
-        (
-            t[2] * t[2] * 4.0 * anchor.0 / net.0 as f32,
-            t[3] * t[3] * 4.0 * anchor.1 / net.1 as f32,
-        )
+        (t[2] * t[2] * 4.0 * anchor.0 / net.0 as f32, t[3] * t[3] * 4.0 * anchor.1 / net.1 as f32)
     } else {
         // C's `exp` is double: exp(t)·anchor/net, rounded to float once.
         (
@@ -190,12 +167,7 @@ fn push_classes(
     for class in 0..classes {
         let score = objectness * slot.at(first + class);
         if score > thresh {
-            dets.push(Detection {
-                class,
-                score,
-                bbox,
-                objectness,
-            });
+            dets.push(Detection { class, score, bbox, objectness });
         }
     }
 }
@@ -230,11 +202,7 @@ fn decode_head(
     for cell in 0..plane {
         let (row, col) = (cell / w, cell % w);
         for a in 0..layout.n {
-            let slot = Slot {
-                out,
-                base: a * layout.entries * plane + cell,
-                plane,
-            };
+            let slot = Slot { out, base: a * layout.entries * plane + cell, plane };
             let objectness = slot.at(layout.obj);
             if !above(objectness, thresh) {
                 continue;
@@ -244,15 +212,7 @@ fn decode_head(
                 continue;
             };
             let bbox = fix.to_pixels(b);
-            push_classes(
-                &mut dets,
-                &slot,
-                layout.obj + 1,
-                layout.classes,
-                objectness,
-                thresh,
-                bbox,
-            );
+            push_classes(&mut dets, &slot, layout.obj + 1, layout.classes, objectness, thresh, bbox);
         }
     }
     dets
@@ -281,12 +241,7 @@ pub fn decode_yolo(
     let Some(entries) = attrs.classes.checked_add(5) else {
         return Vec::new();
     };
-    let layout = Layout {
-        n: attrs.mask.len(),
-        entries,
-        obj: 4,
-        classes: attrs.classes,
-    };
+    let layout = Layout { n: attrs.mask.len(), entries, obj: 4, classes: attrs.classes };
     let fix = Correction::new(net_w, net_h, img_w, img_h, letterbox);
     decode_head(out, (c, h, w), &layout, fix, thresh, |a, t, col, row| {
         let anchor = anchor(&attrs.anchors, *attrs.mask.get(a)?)?;
@@ -297,13 +252,7 @@ pub fn decode_yolo(
 
 /// Darknet's `get_region_box` (with `DOABS`) on already-activated `x, y`: anchors are
 /// in grid cells, so `w = exp(tw)·anchor_w / grid_w`.
-fn region_box(
-    t: [f32; 4],
-    anchor: (f32, f32),
-    col: usize,
-    row: usize,
-    grid: (usize, usize),
-) -> BoxRel {
+fn region_box(t: [f32; 4], anchor: (f32, f32), col: usize, row: usize, grid: (usize, usize)) -> BoxRel {
     BoxRel {
         x: (col as f32 + t[0]) / grid.0 as f32,
         y: (row as f32 + t[1]) / grid.1 as f32,
@@ -333,19 +282,11 @@ pub fn decode_region(
     letterbox: bool,
     thresh: f32,
 ) -> Vec<Detection> {
-    let entries = attrs
-        .classes
-        .checked_add(attrs.coords)
-        .and_then(|e| e.checked_add(1));
+    let entries = attrs.classes.checked_add(attrs.coords).and_then(|e| e.checked_add(1));
     let Some(entries) = entries.filter(|_| attrs.coords >= 4) else {
         return Vec::new();
     };
-    let layout = Layout {
-        n: attrs.num,
-        entries,
-        obj: attrs.coords,
-        classes: attrs.classes,
-    };
+    let layout = Layout { n: attrs.num, entries, obj: attrs.coords, classes: attrs.classes };
     let fix = Correction::new(net_w, net_h, img_w, img_h, letterbox);
     decode_head(out, (c, h, w), &layout, fix, thresh, |a, t, col, row| {
         Some(region_box(t, anchor(&attrs.anchors, a)?, col, row, (w, h)))
@@ -383,10 +324,7 @@ pub fn nms(dets: &mut Vec<Detection>, iou_thresh: f32) {
     let mut order: Vec<usize> = (0..dets.len()).collect();
     order.sort_by(|&i, &j| {
         let (a, b) = (&dets[i], &dets[j]);
-        b.score
-            .total_cmp(&a.score)
-            .then(a.class.cmp(&b.class))
-            .then(i.cmp(&j))
+        b.score.total_cmp(&a.score).then(a.class.cmp(&b.class)).then(i.cmp(&j))
     });
     let mut kept_boxes: HashMap<usize, Vec<[f32; 4]>> = HashMap::new();
     let mut kept = Vec::with_capacity(dets.len());
@@ -406,13 +344,7 @@ pub fn nms(dets: &mut Vec<Detection>, iou_thresh: f32) {
 mod tests {
     use super::*;
 
-    fn yolo(
-        classes: usize,
-        mask: Vec<usize>,
-        anchors: Vec<f32>,
-        scale_x_y: f32,
-        new_coords: bool,
-    ) -> Yolo {
+    fn yolo(classes: usize, mask: Vec<usize>, anchors: Vec<f32>, scale_x_y: f32, new_coords: bool) -> Yolo {
         Yolo {
             classes,
             total: anchors.len() / 2,
@@ -470,14 +402,7 @@ mod tests {
 
     /// A zeroed `[n·entries, 13, 13]` head with `values[e]` written as entry `e` of
     /// anchor slot `a` at cell (`col`, `row`).
-    fn head(
-        n: usize,
-        entries: usize,
-        a: usize,
-        col: usize,
-        row: usize,
-        values: &[f32],
-    ) -> Vec<f32> {
+    fn head(n: usize, entries: usize, a: usize, col: usize, row: usize, values: &[f32]) -> Vec<f32> {
         let plane = 13 * 13;
         let mut out = vec![0.0; n * entries * plane];
         for (e, &v) in values.iter().enumerate() {
@@ -508,13 +433,7 @@ mod tests {
         // 640×480 stretched to 416×416: the relative box scales straight to pixels.
         //   cx = 5.5/13·640 = 270.769, w = 74/416·640 = 113.846 → x 213.846..327.692
         //   cy = 7.25/13·480 = 267.692, h = 58/416·480 = 66.923 → y 234.231..301.154
-        let attrs = yolo(
-            2,
-            vec![1, 2],
-            vec![10., 14., 23., 27., 37., 58.],
-            1.0,
-            false,
-        );
+        let attrs = yolo(2, vec![1, 2], vec![10., 14., 23., 27., 37., 58.], 1.0, false);
         let out = strong_yolo_cell(0.5, [0.25, LN2, 0.0]);
         let dets = decode_yolo(&out, 14, 13, 13, &attrs, 416, 416, 640, 480, false, 0.25);
         assert_eq!(dets.len(), 1, "{dets:?}");
@@ -529,13 +448,7 @@ mod tests {
         // 640×480 letterboxed in 416: new 416×312, deltah = 104, ratioh = .75.
         //   y = (7.25/13 − 52/416)/.75 = 7.5/13 → cy = 276.923
         //   h = 58/416/.75 = 58/312 → 89.231 px → y 232.308..321.538; x as before.
-        let attrs = yolo(
-            2,
-            vec![1, 2],
-            vec![10., 14., 23., 27., 37., 58.],
-            1.0,
-            false,
-        );
+        let attrs = yolo(2, vec![1, 2], vec![10., 14., 23., 27., 37., 58.], 1.0, false);
         let out = strong_yolo_cell(0.5, [0.25, LN2, 0.0]);
         let dets = decode_yolo(&out, 14, 13, 13, &attrs, 416, 416, 640, 480, true, 0.25);
         assert_eq!(dets.len(), 1, "{dets:?}");
@@ -546,13 +459,7 @@ mod tests {
     fn yolo_scale_x_y_is_already_in_the_output() {
         // With scale_x_y = 1.1 the layer output x can reach 1.05 (= σ·1.1 − .05); the
         // decoder must use it as is: cx = (5+1.05)/13·640 = 297.846 → x 240.923..354.769.
-        let attrs = yolo(
-            2,
-            vec![1, 2],
-            vec![10., 14., 23., 27., 37., 58.],
-            1.1,
-            false,
-        );
+        let attrs = yolo(2, vec![1, 2], vec![10., 14., 23., 27., 37., 58.], 1.1, false);
         let out = strong_yolo_cell(1.05, [0.25, LN2, 0.0]);
         let dets = decode_yolo(&out, 14, 13, 13, &attrs, 416, 416, 640, 480, false, 0.25);
         assert_box(dets[0].bbox, [240.923, 234.231, 354.769, 301.154]);
@@ -570,13 +477,7 @@ mod tests {
 
     #[test]
     fn yolo_threshold_and_order() {
-        let attrs = yolo(
-            2,
-            vec![1, 2],
-            vec![10., 14., 23., 27., 37., 58.],
-            1.0,
-            false,
-        );
+        let attrs = yolo(2, vec![1, 2], vec![10., 14., 23., 27., 37., 58.], 1.0, false);
         let mut out = strong_yolo_cell(0.5, [0.25, 0.0, 0.0]);
         // Both classes pass at thresh .1: .18 and .72, in class order.
         let dets = decode_yolo(&out, 14, 13, 13, &attrs, 416, 416, 640, 480, false, 0.1);
@@ -591,13 +492,7 @@ mod tests {
 
     #[test]
     fn yolo_bad_inputs_give_nothing() {
-        let attrs = yolo(
-            2,
-            vec![1, 2],
-            vec![10., 14., 23., 27., 37., 58.],
-            1.0,
-            false,
-        );
+        let attrs = yolo(2, vec![1, 2], vec![10., 14., 23., 27., 37., 58.], 1.0, false);
         let out = strong_yolo_cell(0.5, [0.25, 0.0, 0.0]);
         let run = |out: &[f32], c, img_w, img_h| {
             decode_yolo(out, c, 13, 13, &attrs, 416, 416, img_w, img_h, true, 0.25)
@@ -613,11 +508,7 @@ mod tests {
         let dets = run(&wild, 14, 640, 480);
         assert_eq!(dets.len(), 1);
         let [x0, y0, x1, y1] = dets[0].bbox;
-        assert!(
-            x0 == 0.0 && x1 == 0.0 && y0 >= 0.0 && y1 <= 480.0,
-            "{:?}",
-            dets[0].bbox
-        );
+        assert!(x0 == 0.0 && x1 == 0.0 && y0 >= 0.0 && y1 <= 480.0, "{:?}", dets[0].bbox);
     }
 
     // The region head: 13×13 grid, net 416×416, 2 classes, 2 anchors (1.08,1.19)
@@ -627,9 +518,7 @@ mod tests {
     fn region_case(letterbox: bool, img_w: usize, img_h: usize) -> Vec<Detection> {
         let attrs = region(2, 2, vec![1.08, 1.19, 3.42, 4.41]);
         let out = head(2, 7, 1, 3, 9, &[0.5, 0.5, 0.0, LN2, 0.8, 0.9, 0.1]);
-        decode_region(
-            &out, 14, 13, 13, &attrs, 416, 416, img_w, img_h, letterbox, 0.25,
-        )
+        decode_region(&out, 14, 13, 13, &attrs, 416, 416, img_w, img_h, letterbox, 0.25)
     }
 
     #[test]
@@ -658,12 +547,7 @@ mod tests {
     }
 
     fn det(class: usize, score: f32, bbox: [f32; 4]) -> Detection {
-        Detection {
-            class,
-            score,
-            bbox,
-            objectness: score,
-        }
+        Detection { class, score, bbox, objectness: score }
     }
 
     #[test]
@@ -698,10 +582,7 @@ mod tests {
     #[test]
     fn nms_threshold_is_strict_and_suppressed_boxes_do_not_suppress() {
         // IoU exactly .5 (overlap 2, union 4) is not above .5: both kept.
-        let mut dets = vec![
-            det(2, 0.9, [0.0, 0.0, 4.0, 1.0]),
-            det(2, 0.8, [0.0, 0.0, 2.0, 1.0]),
-        ];
+        let mut dets = vec![det(2, 0.9, [0.0, 0.0, 4.0, 1.0]), det(2, 0.8, [0.0, 0.0, 2.0, 1.0])];
         nms(&mut dets, 0.5);
         assert_eq!(dets.len(), 2);
         // A chain: B overlaps A (dropped), C overlaps only B: C survives.

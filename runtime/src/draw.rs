@@ -12,14 +12,8 @@ use crate::detect::Detection;
 use crate::image::Image;
 
 /// Darknet's colour ramp (magenta, blue, cyan, green, yellow, red).
-const COLORS: [[f32; 3]; 6] = [
-    [1., 0., 1.],
-    [0., 0., 1.],
-    [0., 1., 1.],
-    [0., 1., 0.],
-    [1., 1., 0.],
-    [1., 0., 0.],
-];
+const COLORS: [[f32; 3]; 6] =
+    [[1., 0., 1.], [0., 0., 1.], [0., 1., 1.], [0., 1., 0.], [1., 1., 0.], [1., 0., 0.]];
 
 /// Darknet's `get_color`: channel `c` of position `x` of `max` along the ramp.
 fn get_color(c: usize, x: usize, max: usize) -> f32 {
@@ -97,11 +91,7 @@ fn draw_box_width(img: &mut RgbImage, [l, t, r, b]: [i64; 4], width: i64, color:
 
 /// The 8×8 glyph of `ch` (row bytes, bit 0 leftmost); `?` for characters the font lacks.
 fn glyph(ch: char) -> [u8; 8] {
-    BASIC_FONTS
-        .get(ch)
-        .or_else(|| LATIN_FONTS.get(ch))
-        .or_else(|| BASIC_FONTS.get('?'))
-        .unwrap_or_default()
+    BASIC_FONTS.get(ch).or_else(|| LATIN_FONTS.get(ch)).or_else(|| BASIC_FONTS.get('?')).unwrap_or_default()
 }
 
 /// Draws `text` in a box filled with `bg`, its top-left corner at `(x, y)`, glyphs
@@ -114,11 +104,7 @@ fn draw_label(img: &mut RgbImage, text: &str, x: i64, y: i64, scale: i64, bg: Rg
         }
     }
     let [r, g, b] = bg.0.map(f32::from);
-    let ink = if 0.299 * r + 0.587 * g + 0.114 * b > 140.0 {
-        Rgb([0, 0, 0])
-    } else {
-        Rgb([255, 255, 255])
-    };
+    let ink = if 0.299 * r + 0.587 * g + 0.114 * b > 140.0 { Rgb([0, 0, 0]) } else { Rgb([255, 255, 255]) };
     for (n, ch) in text.chars().enumerate() {
         let left = x + scale + n as i64 * 8 * scale;
         for (row, bits) in glyph(ch).iter().enumerate() {
@@ -146,11 +132,7 @@ fn label_size(text: &str, scale: i64) -> (i64, i64) {
 /// its top edge), moved left so it stays inside the image when it can.
 fn label_origin(img: &RgbImage, [left, top, ..]: [i64; 4], size: (i64, i64)) -> (i64, i64) {
     let x = left.min(i64::from(img.width()) - size.0).max(0);
-    let y = if top >= size.1 {
-        top - size.1
-    } else {
-        top.max(0)
-    };
+    let y = if top >= size.1 { top - size.1 } else { top.max(0) };
     (x, y)
 }
 
@@ -160,12 +142,7 @@ fn corners(im: &RgbImage, bbox: [f32; 4]) -> [i64; 4] {
     let [x0, y0, x1, y1] = bbox.map(|v| v as i64);
     let (max_x, max_y) = (i64::from(im.width()) - 1, i64::from(im.height()) - 1);
     let inside = |v: i64, hi: i64| v.min(hi).max(0);
-    [
-        inside(x0, max_x),
-        inside(y0, max_y),
-        inside(x1, max_x),
-        inside(y1, max_y),
-    ]
+    [inside(x0, max_x), inside(y0, max_y), inside(x1, max_x), inside(y1, max_y)]
 }
 
 /// The image with each detection drawn: a 2–3 px rectangle in its class colour and a
@@ -174,10 +151,7 @@ fn corners(im: &RgbImage, bbox: [f32; 4]) -> [i64; 4] {
 /// its number.
 pub fn annotate(im: &Image, dets: &[Detection], names: &[String]) -> RgbImage {
     let mut img = to_rgb(im);
-    let classes = dets
-        .iter()
-        .map(|d| d.class.saturating_add(1))
-        .fold(names.len(), usize::max);
+    let classes = dets.iter().map(|d| d.class.saturating_add(1)).fold(names.len(), usize::max);
     let width = (im.h / 300).clamp(2, 3) as i64;
     let scale = (im.h / 400).clamp(1, 4) as i64;
     let mut order: Vec<&Detection> = dets.iter().collect();
@@ -186,10 +160,7 @@ pub fn annotate(im: &Image, dets: &[Detection], names: &[String]) -> RgbImage {
         let color = class_color(d.class, classes);
         let rect = corners(&img, d.bbox);
         draw_box_width(&mut img, rect, width, color);
-        let name = names
-            .get(d.class)
-            .cloned()
-            .unwrap_or_else(|| d.class.to_string());
+        let name = names.get(d.class).cloned().unwrap_or_else(|| d.class.to_string());
         let text = format!("{name} {:.0}%", d.score * 100.0);
         let (x, y) = label_origin(&img, rect, label_size(&text, scale));
         draw_label(&mut img, &text, x, y, scale, color);
@@ -200,10 +171,7 @@ pub fn annotate(im: &Image, dets: &[Detection], names: &[String]) -> RgbImage {
 /// `path` with `.tmp` appended to its file name (same directory, so `rename` is atomic).
 fn temp_path(path: &Path) -> io::Result<PathBuf> {
     let name = path.file_name().ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{} does not name a file", path.display()),
-        )
+        io::Error::new(io::ErrorKind::InvalidInput, format!("{} does not name a file", path.display()))
     })?;
     let mut tmp = name.to_os_string();
     tmp.push(".tmp");
@@ -214,8 +182,7 @@ fn temp_path(path: &Path) -> io::Result<PathBuf> {
 /// under a temporary name, then renamed, so no partial file is ever left at `path`.
 pub fn save_png(img: &RgbImage, path: &Path) -> io::Result<()> {
     let mut bytes = Vec::new();
-    img.write_to(&mut io::Cursor::new(&mut bytes), ImageFormat::Png)
-        .map_err(io::Error::other)?;
+    img.write_to(&mut io::Cursor::new(&mut bytes), ImageFormat::Png).map_err(io::Error::other)?;
     let tmp = temp_path(path)?;
     let result = std::fs::write(&tmp, &bytes).and_then(|()| std::fs::rename(&tmp, path));
     if result.is_err() {
@@ -234,12 +201,7 @@ mod tests {
     }
 
     fn det(class: usize, score: f32, bbox: [f32; 4]) -> Detection {
-        Detection {
-            class,
-            score,
-            bbox,
-            objectness: score,
-        }
+        Detection { class, score, bbox, objectness: score }
     }
 
     fn names(n: usize) -> Vec<String> {
@@ -270,16 +232,7 @@ mod tests {
         let color = Rgb([255, 170, 0]);
         let grey = Rgb([128, 128, 128]);
         // Two nested rectangles: outer edge and one pixel in.
-        for (x, y) in [
-            (40, 30),
-            (40, 31),
-            (40, 70),
-            (40, 69),
-            (20, 50),
-            (21, 50),
-            (60, 50),
-            (59, 50),
-        ] {
+        for (x, y) in [(40, 30), (40, 31), (40, 70), (40, 69), (20, 50), (21, 50), (60, 50), (59, 50)] {
             assert_eq!(*img.get_pixel(x, y), color, "({x},{y})");
         }
         assert_eq!(*img.get_pixel(40, 50), grey, "interior untouched");
@@ -291,9 +244,7 @@ mod tests {
         assert_eq!(*img.get_pixel(70, 25), grey);
         assert_eq!(*img.get_pixel(20, 19), grey);
         let ink = (21..69).flat_map(|x| (21..29).map(move |y| (x, y)));
-        assert!(ink
-            .into_iter()
-            .any(|(x, y)| *img.get_pixel(x, y) == Rgb([0, 0, 0])));
+        assert!(ink.into_iter().any(|(x, y)| *img.get_pixel(x, y) == Rgb([0, 0, 0])));
     }
 
     #[test]
@@ -318,10 +269,7 @@ mod tests {
         let empty = annotate(&Image::filled(3, 0, 0, 0.0), &odd, &[]);
         assert_eq!(empty.dimensions(), (0, 0));
         let one = Image::filled(1, 2, 2, 1.0);
-        assert_eq!(
-            *annotate(&one, &[], &[]).get_pixel(1, 1),
-            Rgb([255, 255, 255])
-        );
+        assert_eq!(*annotate(&one, &[], &[]).get_pixel(1, 1), Rgb([255, 255, 255]));
     }
 
     #[test]
@@ -329,11 +277,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ternc-h3-draw-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("out.png");
-        let img = annotate(
-            &gray_image(40, 30),
-            &[det(0, 0.8, [5.0, 5.0, 30.0, 25.0])],
-            &names(1),
-        );
+        let img = annotate(&gray_image(40, 30), &[det(0, 0.8, [5.0, 5.0, 30.0, 25.0])], &names(1));
         save_png(&img, &path).unwrap();
         let back = image::open(&path).unwrap().to_rgb8();
         assert_eq!(back, img);

@@ -18,12 +18,7 @@ pub struct Image {
 impl Image {
     /// A `c`×`h`×`w` image with every value `v` (Darknet's `make_image` + `fill_image`).
     pub fn filled(c: usize, h: usize, w: usize, v: f32) -> Image {
-        Image {
-            c,
-            h,
-            w,
-            data: vec![v; c * h * w],
-        }
+        Image { c, h, w, data: vec![v; c * h * w] }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -42,8 +37,8 @@ impl Image {
 /// Decodes a JPEG or PNG file into RGB, values `byte/255` (Darknet's `load_image_stb`
 /// with 3 channels). Any failure is an [`InputError`] naming the file.
 pub fn load(path: &Path) -> Result<Image, InputError> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| InputError::whole(path, format!("cannot read the image: {e}")))?;
+    let bytes =
+        std::fs::read(path).map_err(|e| InputError::whole(path, format!("cannot read the image: {e}")))?;
     let decoded = image::load_from_memory(&bytes).map_err(|e| {
         // Decoder messages may span lines; the contract is one line.
         let why = e.to_string().replace(['\n', '\r'], " ");
@@ -160,12 +155,7 @@ pub fn letterbox(im: &Image, w: usize, h: usize) -> Image {
         return boxed;
     }
     let resized = resize(im, new_w, new_h);
-    embed(
-        &resized,
-        &mut boxed,
-        (w - new_w.min(w)) / 2,
-        (h - new_h.min(h)) / 2,
-    );
+    embed(&resized, &mut boxed, (w - new_w.min(w)) / 2, (h - new_h.min(h)) / 2);
     boxed
 }
 
@@ -200,12 +190,7 @@ mod tests {
     use std::path::PathBuf;
 
     fn gray(h: usize, w: usize, data: &[f32]) -> Image {
-        Image {
-            c: 1,
-            h,
-            w,
-            data: data.to_vec(),
-        }
+        Image { c: 1, h, w, data: data.to_vec() }
     }
 
     fn assert_close(got: &[f32], want: &[f32]) {
@@ -271,27 +256,16 @@ mod tests {
     /// Letterboxes a 3-channel ramp whose values (0..0.4) never equal the 0.5 fill.
     fn letterbox_case(im_w: usize, im_h: usize, w: usize, h: usize) -> Image {
         let n = im_w * im_h;
-        let data = (0..3 * n)
-            .map(|i| (i % n) as f32 / n as f32 * 0.4)
-            .collect();
-        let im = Image {
-            c: 3,
-            h: im_h,
-            w: im_w,
-            data,
-        };
+        let data = (0..3 * n).map(|i| (i % n) as f32 / n as f32 * 0.4).collect();
+        let im = Image { c: 3, h: im_h, w: im_w, data };
         letterbox(&im, w, h)
     }
 
     #[test]
     fn letterbox_landscape_rows() {
         // 640×480 in 416×416: content 416×312 at dy = (416−312)/2 = 52, rows 52..364.
-        let im = Image {
-            c: 3,
-            h: 480,
-            w: 640,
-            data: (0..3 * 480 * 640).map(|i| (i % 7) as f32 / 20.0).collect(),
-        };
+        let im =
+            Image { c: 3, h: 480, w: 640, data: (0..3 * 480 * 640).map(|i| (i % 7) as f32 / 20.0).collect() };
         let boxed = letterbox(&im, 416, 416);
         assert_eq!((boxed.c, boxed.h, boxed.w), (3, 416, 416));
         let inner = resize(&im, 416, 312);
@@ -348,8 +322,7 @@ mod tests {
 
     #[test]
     fn load_garbage_is_an_input_error() {
-        let path =
-            std::env::temp_dir().join(format!("ternc-h3-garbage-{}.jpg", std::process::id()));
+        let path = std::env::temp_dir().join(format!("ternc-h3-garbage-{}.jpg", std::process::id()));
         std::fs::write(&path, b"this is not a JPEG at all").unwrap();
         let err = load(&path).unwrap_err();
         std::fs::remove_file(&path).ok();

@@ -9,14 +9,10 @@ use crate::Tensor;
 
 /// Reads a float32 `[n,c,h,w]` (or `[c,h,w]`) array in C order.
 pub fn read_tensor(path: &Path) -> Result<Tensor, InputError> {
-    let bytes =
-        std::fs::read(path).map_err(|e| InputError::whole(path, format!("cannot read: {e}")))?;
+    let bytes = std::fs::read(path).map_err(|e| InputError::whole(path, format!("cannot read: {e}")))?;
     let bad = |msg: String| InputError::whole(path, msg);
-    let npy = npyz::NpyFile::new(&bytes[..]).map_err(|e| {
-        bad(format!(
-            "not a .npy file ({e}): expected a float32 [1,c,h,w] array"
-        ))
-    })?;
+    let npy = npyz::NpyFile::new(&bytes[..])
+        .map_err(|e| bad(format!("not a .npy file ({e}): expected a float32 [1,c,h,w] array")))?;
     if npy.order() != npyz::Order::C {
         return Err(bad("array is in Fortran order: expected C order".into()));
     }
@@ -27,14 +23,9 @@ pub fn read_tensor(path: &Path) -> Result<Tensor, InputError> {
         _ => return Err(bad(format!("array has shape {dims:?}: expected [1,c,h,w]"))),
     };
     if npy.dtype() != npyz::DType::Plain("<f4".parse().expect("valid type string")) {
-        return Err(bad(format!(
-            "array has dtype {}: expected float32 ('<f4')",
-            npy.dtype().descr()
-        )));
+        return Err(bad(format!("array has dtype {}: expected float32 ('<f4')", npy.dtype().descr())));
     }
-    let data: Vec<f32> = npy
-        .into_vec()
-        .map_err(|e| bad(format!("cannot read the array data: {e}")))?;
+    let data: Vec<f32> = npy.into_vec().map_err(|e| bad(format!("cannot read the array data: {e}")))?;
     if data.len() != n * shape.numel() || n == 0 {
         return Err(bad(format!(
             "array holds {} values: expected {} for shape {dims:?}",
@@ -49,11 +40,7 @@ pub fn read_tensor(path: &Path) -> Result<Tensor, InputError> {
 pub fn tensor_bytes(t: &Tensor) -> std::io::Result<Vec<u8>> {
     let mut out = Vec::with_capacity(128 + 4 * t.data.len());
     let dims: Vec<u64> = t.dims().iter().map(|&d| d as u64).collect();
-    let mut w = npyz::WriteOptions::new()
-        .default_dtype()
-        .shape(&dims)
-        .writer(&mut out)
-        .begin_nd()?;
+    let mut w = npyz::WriteOptions::new().default_dtype().shape(&dims).writer(&mut out).begin_nd()?;
     w.extend(t.data.iter().copied())?;
     w.finish()?;
     Ok(out)

@@ -12,20 +12,12 @@ pub struct Tensor {
 
 impl Tensor {
     pub fn zeros(n: usize, shape: Shape) -> Self {
-        Tensor {
-            n,
-            shape,
-            data: vec![0.0; n * shape.numel()],
-        }
+        Tensor { n, shape, data: vec![0.0; n * shape.numel()] }
     }
 
     /// Wraps `data`, which must hold `n·c·h·w` values.
     pub fn from_vec(n: usize, shape: Shape, data: Vec<f32>) -> Self {
-        assert_eq!(
-            data.len(),
-            n * shape.numel(),
-            "tensor data does not match {n}x{shape}"
-        );
+        assert_eq!(data.len(), n * shape.numel(), "tensor data does not match {n}x{shape}");
         Tensor { n, shape, data }
     }
 

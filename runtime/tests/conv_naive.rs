@@ -36,9 +36,7 @@ fn naive(
                             let iy = (oy * stride + ky * dil) as isize - pad as isize;
                             let ix = (ox * stride + kx * dil) as isize - pad as isize;
                             if iy >= 0 && ix >= 0 && (iy as usize) < s.h && (ix as usize) < s.w {
-                                let xv = x[(grp * cin + ci) * s.plane()
-                                    + iy as usize * s.w
-                                    + ix as usize];
+                                let xv = x[(grp * cin + ci) * s.plane() + iy as usize * s.w + ix as usize];
                                 acc += (xv * w[((o * cin + ci) * k + ky) * k + kx]) as f64;
                             }
                         }
@@ -70,20 +68,13 @@ fn convolution_matches_the_definition() {
             "[convolutional]\nfilters={f}\nsize={k}\nstride={stride}\npad={}\ndilation={dil}\ngroups={g}\nactivation=linear\n",
             pad as u8
         );
-        let text = format!(
-            "[net]\nwidth={hw}\nheight={}\nchannels={c}\n\n{body}",
-            hw - 1
-        );
+        let text = format!("[net]\nwidth={hw}\nheight={}\nchannels={c}\n\n{body}", hw - 1);
         let mut graph = parse_cfg_text(Path::new("t.cfg"), &text).unwrap().graph;
-        let Op::Conv(cv) = graph.layer(0).op.clone() else {
-            unreachable!()
-        };
+        let Op::Conv(cv) = graph.layer(0).op.clone() else { unreachable!() };
         let (s, out) = (graph.input_shape(), graph.layer(0).shape);
         let p = graph.params.layer_mut(0);
         p.biases = (0..f).map(|_| rng.gen_range(-1.0..1.0)).collect();
-        p.weights = (0..f * (c / g) * k * k)
-            .map(|_| rng.gen_range(-1.0..1.0))
-            .collect();
+        p.weights = (0..f * (c / g) * k * k).map(|_| rng.gen_range(-1.0..1.0)).collect();
         let x: Vec<f32> = (0..s.numel()).map(|_| rng.gen_range(-1.0..1.0)).collect();
         let want = naive(
             &x,
@@ -104,15 +95,8 @@ fn convolution_matches_the_definition() {
                 .run(&Tensor::from_vec(1, s, x.clone()), |_| {})
                 .unwrap();
             let got = &heads[0].1.data;
-            let worst = got
-                .iter()
-                .zip(&want)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0f32, f32::max);
-            assert!(
-                worst < 1e-4,
-                "{body} ({threads} threads): max error {worst}"
-            );
+            let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            assert!(worst < 1e-4, "{body} ({threads} threads): max error {worst}");
         }
     }
 }

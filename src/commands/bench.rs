@@ -56,9 +56,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let engine = Reference::new(&graph, threads)?;
     // A fixed pseudo-random input in 0..1, like a normalised image.
     let shape = graph.input_shape();
-    let data = (0..shape.numel())
-        .map(|i| ((i as u64 * 2654435761) % 1000) as f32 / 1000.0)
-        .collect();
+    let data = (0..shape.numel()).map(|i| ((i as u64 * 2654435761) % 1000) as f32 / 1000.0).collect();
     let input = Tensor::from_vec(1, shape, data);
 
     let n = graph.num_layers();
@@ -88,9 +86,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     if !a.json {
         eprintln!();
     }
-    let (min, max) = totals.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), &t| {
-        (lo.min(t), hi.max(t))
-    });
+    let (min, max) = totals.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), &t| (lo.min(t), hi.max(t)));
     let med = median(&mut totals.clone());
     let layers: Vec<_> = per_layer
         .iter_mut()
@@ -110,31 +106,12 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        println!(
-            "{}: {} backend, {threads} threads, {iters} runs",
-            graph.name, backend
-        );
-        println!(
-            "{:>5}  {:<14} {:>10} {:>8}",
-            "layer", "type", "median ms", "GFLOP/s"
-        );
+        println!("{}: {} backend, {threads} threads, {iters} runs", graph.name, backend);
+        println!("{:>5}  {:<14} {:>10} {:>8}", "layer", "type", "median ms", "GFLOP/s");
         for l in &layers {
-            let (t, bf) = (
-                l["median_ms"].as_f64().unwrap_or(0.0),
-                l["bflops"].as_f64().unwrap_or(0.0),
-            );
-            let rate = if bf > 0.0 && t > 0.0 {
-                format!("{:.1}", bf / (t / 1e3))
-            } else {
-                String::new()
-            };
-            println!(
-                "{:>5}  {:<14} {:>10.3} {:>8}",
-                l["index"],
-                l["type"].as_str().unwrap_or(""),
-                t,
-                rate
-            );
+            let (t, bf) = (l["median_ms"].as_f64().unwrap_or(0.0), l["bflops"].as_f64().unwrap_or(0.0));
+            let rate = if bf > 0.0 && t > 0.0 { format!("{:.1}", bf / (t / 1e3)) } else { String::new() };
+            println!("{:>5}  {:<14} {:>10.3} {:>8}", l["index"], l["type"].as_str().unwrap_or(""), t, rate);
         }
         println!(
             "median {med:.2} ms, min {min:.2} ms, max {max:.2} ms ({:.1} GFLOP/s)",

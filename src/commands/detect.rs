@@ -47,12 +47,7 @@ pub struct Args {
 fn read_list(path: &Path) -> Result<Vec<PathBuf>, InputError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| InputError::whole(path, format!("cannot read image list: {e}")))?;
-    Ok(text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(PathBuf::from)
-        .collect())
+    Ok(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(PathBuf::from).collect())
 }
 
 /// Boxes for one image, after NMS, strongest first.
@@ -109,10 +104,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     if names.len() < classes {
         return Err(InputError::whole(
             &a.names,
-            format!(
-                "{} names for a model with {classes} classes: expected one name per class",
-                names.len()
-            ),
+            format!("{} names for a model with {classes} classes: expected one name per class", names.len()),
         )
         .into());
     }
@@ -146,9 +138,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             }
         }
         if let Some(dir) = &a.out {
-            let stem = path
-                .file_stem()
-                .map_or("image".into(), |s| s.to_string_lossy().into_owned());
+            let stem = path.file_stem().map_or("image".into(), |s| s.to_string_lossy().into_owned());
             let out = dir.join(format!("{stem}.png"));
             draw::save_png(&draw::annotate(&im, &dets, &names), &out)
                 .with_context(|| format!("cannot write {}", out.display()))?;

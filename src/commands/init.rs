@@ -18,8 +18,7 @@ pub struct Args {
 pub fn run(a: Args) -> anyhow::Result<()> {
     let mut graph = super::load_graph(&a.cfg)?;
     graph.params = init(&graph, a.seed);
-    weights::write(&a.output, &graph)
-        .with_context(|| format!("cannot write {}", a.output.display()))?;
+    weights::write(&a.output, &graph).with_context(|| format!("cannot write {}", a.output.display()))?;
     eprintln!(
         "wrote {} ({} floats in {} layers, seed {})",
         a.output.display(),

@@ -84,34 +84,17 @@ fn whc(s: Shape) -> String {
 fn geometry(op: &Op, g: &Graph, i: usize) -> (String, String) {
     match op {
         Op::Conv(c) => {
-            let dil = if c.dilation > 1 {
-                format!("({})", c.dilation)
-            } else {
-                String::new()
-            };
-            let groups = if c.groups > 1 {
-                format!("{}/{}", c.filters, c.groups)
-            } else {
-                c.filters.to_string()
-            };
-            (
-                groups,
-                format!("{:2} x{:2}/{:2}{dil}", c.size, c.size, c.stride_x),
-            )
+            let dil = if c.dilation > 1 { format!("({})", c.dilation) } else { String::new() };
+            let groups =
+                if c.groups > 1 { format!("{}/{}", c.filters, c.groups) } else { c.filters.to_string() };
+            (groups, format!("{:2} x{:2}/{:2}{dil}", c.size, c.size, c.stride_x))
         }
-        Op::MaxPool(p) => (
-            String::new(),
-            format!("{:2} x{:2}/{:2}", p.size, p.size, p.stride_x),
-        ),
+        Op::MaxPool(p) => (String::new(), format!("{:2} x{:2}/{:2}", p.size, p.size, p.stride_x)),
         Op::Connected(c) => (c.output.to_string(), String::new()),
         Op::Route(_) | Op::Shortcut(_) | Op::ScaleChannels(_) | Op::Sam(_) => {
             let n = g.layers[i];
-            let from: Vec<String> = g
-                .inputs(n)
-                .iter()
-                .filter_map(|&s| g.node(s).layer)
-                .map(|l| l.to_string())
-                .collect();
+            let from: Vec<String> =
+                g.inputs(n).iter().filter_map(|&s| g.node(s).layer).map(|l| l.to_string()).collect();
             (String::new(), from.join(","))
         }
         Op::Upsample(u) => (String::new(), format!("{:2}x", u.stride)),
@@ -123,13 +106,7 @@ fn geometry(op: &Op, g: &Graph, i: usize) -> (String, String) {
 /// The Darknet-style layer table.
 pub fn table(g: &Graph) -> String {
     let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "{}: {} layers, input {}",
-        g.name,
-        g.num_layers(),
-        whc(g.input_shape()).trim()
-    );
+    let _ = writeln!(s, "{}: {} layers, input {}", g.name, g.num_layers(), whc(g.input_shape()).trim());
     let _ = writeln!(
         s,
         "{:>5}  {:<14} {:>7}  {:<14} {:>18}    {:>18} {:>9} {:>10}  ternary",
@@ -156,11 +133,7 @@ pub fn table(g: &Graph) -> String {
             geo,
             whc(g.input_shapes(g.layers[i])[0]),
             whc(node.shape),
-            if bf > 0.0 {
-                format!("{bf:.3}")
-            } else {
-                String::new()
-            },
+            if bf > 0.0 { format!("{bf:.3}") } else { String::new() },
             g.param_count(i),
             if node.op.is_ternary() { "T" } else { "" },
         );
@@ -178,12 +151,7 @@ pub fn table(g: &Graph) -> String {
 /// Per-layer statistics of the loaded weight arrays.
 fn weight_stats(g: &Graph) -> String {
     let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "\nweights: {} floats, seen {} images",
-        g.params.total(),
-        g.params.seen
-    );
+    let _ = writeln!(s, "\nweights: {} floats, seen {} images", g.params.total(), g.params.seen);
     let _ = writeln!(
         s,
         "{:>5}  {:<14} {:>10} {:>10} {:>10} {:>10} {:>7}",

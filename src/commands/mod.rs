@@ -59,9 +59,7 @@ pub enum Backend {
 
 /// `--threads`, defaulting to every core.
 pub fn threads(requested: Option<usize>) -> usize {
-    requested
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .max(1)
+    requested.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1)
 }
 
 /// Like [`load_model`], but random weights (seed 0) when no file is given.

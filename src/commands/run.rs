@@ -33,19 +33,12 @@ pub struct Args {
 /// The network input from an image or a .npy file.
 pub fn load_input(path: &Path, graph: &Graph, letterbox: bool) -> Result<Tensor, InputError> {
     let want = graph.input_shape();
-    let t = if path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("npy"))
-    {
+    let t = if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy")) {
         npy::read_tensor(path)?
     } else {
         let im = ternc_runtime::image::load(path)?;
-        let im = ternc_runtime::image::to_network_input(
-            &im,
-            want.w,
-            want.h,
-            letterbox || graph.net.letter_box,
-        );
+        let im =
+            ternc_runtime::image::to_network_input(&im, want.w, want.h, letterbox || graph.net.letter_box);
         Tensor::from_vec(1, ternc_ir::Shape::new(im.c, im.h, im.w), im.data)
     };
     if t.shape != want {
@@ -61,12 +54,8 @@ pub fn load_input(path: &Path, graph: &Graph, letterbox: bool) -> Result<Tensor,
 }
 
 fn summary(layer: usize, graph: &Graph, t: &Tensor) -> String {
-    let (min, max) = t
-        .data
-        .iter()
-        .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
-            (a.min(v), b.max(v))
-        });
+    let (min, max) =
+        t.data.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
     let mean = t.data.iter().map(|&v| v as f64).sum::<f64>() / t.data.len().max(1) as f64;
     let node = graph.layer(layer);
     let mut s = format!(
@@ -81,11 +70,7 @@ fn summary(layer: usize, graph: &Graph, t: &Tensor) -> String {
         _ => None,
     };
     if let Some((anchors, entries)) = objectness {
-        let obj = if let Op::Region(r) = &node.op {
-            r.coords
-        } else {
-            4
-        };
+        let obj = if let Op::Region(r) = &node.op { r.coords } else { 4 };
         let strong = (0..anchors)
             .map(|a| {
                 t.image(0)[(a * entries + obj) * plane..(a * entries + obj + 1) * plane]
@@ -113,8 +98,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             let path = dir.join(format!("{:03}.npy", done.layer));
             let res = npy::tensor_bytes(done.output).and_then(|b| write_atomic(&path, &b));
             if let Err(e) = res {
-                write_err =
-                    Some(anyhow::Error::new(e).context(format!("cannot write {}", path.display())));
+                write_err = Some(anyhow::Error::new(e).context(format!("cannot write {}", path.display())));
             }
         }
     })?;
@@ -125,11 +109,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         println!("{}", summary(*layer, &graph, t));
     }
     if let Some(dir) = &a.dump {
-        eprintln!(
-            "wrote {} layer outputs to {}",
-            graph.num_layers(),
-            dir.display()
-        );
+        eprintln!("wrote {} layer outputs to {}", graph.num_layers(), dir.display());
     }
     Ok(())
 }

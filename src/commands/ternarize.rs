@@ -18,12 +18,7 @@ pub struct Args {
     pub weights: PathBuf,
     /// Layers to ternarize: N, A-B, -N, all, none, all-but-last, all-but-first,
     /// all-but-first-and-last, comma-separated.
-    #[arg(
-        long,
-        value_name = "SPEC",
-        conflicts_with = "plan",
-        required_unless_present = "plan"
-    )]
+    #[arg(long, value_name = "SPEC", conflicts_with = "plan", required_unless_present = "plan")]
     pub layers: Option<String>,
     /// A stage plan (plan.toml); use with --stage.
     #[arg(long, value_name = "FILE", requires = "stage")]
@@ -83,25 +78,16 @@ fn section_has_ternary(rest: &[&str]) -> bool {
     rest.iter()
         .map(|l| l.chars().filter(|c| !c.is_whitespace()).collect::<String>())
         .take_while(|s| !s.starts_with('['))
-        .any(|s| {
-            !s.starts_with('#') && !s.starts_with(';') && s.split('=').next() == Some("ternary")
-        })
+        .any(|s| !s.starts_with('#') && !s.starts_with(';') && s.split('=').next() == Some("ternary"))
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
     let mut graph = super::load_model(
         &a.cfg,
-        &super::WeightsArgs {
-            weights: Some(a.weights.clone()),
-            weights_prefix: None,
-        },
+        &super::WeightsArgs { weights: Some(a.weights.clone()), weights_prefix: None },
     )?;
     let (spec, plan_scope, plan_threshold) = match (&a.layers, &a.plan, &a.stage) {
-        (Some(s), _, _) => (
-            Spec::parse(s).map_err(|m| InputError::whole("--layers", m))?,
-            None,
-            None,
-        ),
+        (Some(s), _, _) => (Spec::parse(s).map_err(|m| InputError::whole("--layers", m))?, None, None),
         (None, Some(p), Some(name)) => {
             let plan = plan::read(p)?;
             let stage = plan.stage(name)?;
@@ -115,9 +101,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     };
     let threshold = a.threshold.or(plan_threshold).unwrap_or(DEFAULT_THRESHOLD);
     let where_ = a.plan.clone().unwrap_or_else(|| "--layers".into());
-    let selected = spec
-        .select(&graph)
-        .map_err(|m| InputError::whole(&where_, m))?;
+    let selected = spec.select(&graph).map_err(|m| InputError::whole(&where_, m))?;
     let report = ternarize::run(&mut graph, &selected, scope, threshold)
         .map_err(|m| InputError::whole(&a.weights, m))?;
     let ternary: BTreeSet<usize> = report.layers.iter().map(|l| l.layer).collect();
@@ -142,14 +126,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let bytes = weights::to_bytes(&out)?;
     write_atomic(&cfg_out, flag_layers(&text, &graph, &ternary).as_bytes())
         .with_context(|| format!("cannot write {}", cfg_out.display()))?;
-    write_atomic(&weights_out, &bytes)
-        .with_context(|| format!("cannot write {}", weights_out.display()))?;
+    write_atomic(&weights_out, &bytes).with_context(|| format!("cannot write {}", weights_out.display()))?;
 
     println!("{report}");
-    let all_weights: usize = (0..graph.num_layers())
-        .filter_map(|i| graph.params.layer(i))
-        .map(|p| p.weights.len())
-        .sum();
+    let all_weights: usize =
+        (0..graph.num_layers()).filter_map(|i| graph.params.layer(i)).map(|p| p.weights.len()).sum();
     let packed: usize = (0..graph.num_layers())
         .filter_map(|i| graph.params.layer(i).map(|p| (i, p)))
         .map(|(i, p)| match &p.ternary {

@@ -13,9 +13,7 @@ pub fn activate(x: &mut [f32], act: Activation, c: usize, plane: usize) {
         Activation::NormChanSoftmax | Activation::NormChanSoftmaxMaxval => {
             softmax_channels(x, c, plane, act == Activation::NormChanSoftmaxMaxval)
         }
-        _ => x
-            .par_chunks_mut(PAR_CHUNK)
-            .for_each(|chunk| activate_row(chunk, act)),
+        _ => x.par_chunks_mut(PAR_CHUNK).for_each(|chunk| activate_row(chunk, act)),
     }
 }
 
@@ -24,9 +22,7 @@ pub fn activate(x: &mut [f32], act: Activation, c: usize, plane: usize) {
 pub fn activate_row(x: &mut [f32], act: Activation) {
     match act {
         Activation::Linear => {}
-        Activation::Leaky => x
-            .iter_mut()
-            .for_each(|v| *v = if *v > 0.0 { *v } else { 0.1 * *v }),
+        Activation::Leaky => x.iter_mut().for_each(|v| *v = if *v > 0.0 { *v } else { 0.1 * *v }),
         Activation::Relu => x.iter_mut().for_each(|v| *v = v.max(0.0)),
         _ => x.iter_mut().for_each(|v| *v = act.apply(*v)),
     }
@@ -49,13 +45,8 @@ fn normalize_channels(x: &mut [f32], c: usize, plane: usize) {
 /// Darknet's `normalize_channels_softmax` (optionally subtracting the max first).
 fn softmax_channels(x: &mut [f32], c: usize, plane: usize, use_max: bool) {
     for p in 0..plane {
-        let max = if use_max {
-            (0..c)
-                .map(|k| x[k * plane + p])
-                .fold(f32::NEG_INFINITY, f32::max)
-        } else {
-            0.0
-        };
+        let max =
+            if use_max { (0..c).map(|k| x[k * plane + p]).fold(f32::NEG_INFINITY, f32::max) } else { 0.0 };
         let mut sum = 0.0001f32;
         for k in 0..c {
             sum += (x[k * plane + p] - max).exp();

@@ -94,21 +94,9 @@ unsafe fn gemm_into(
 }
 
 /// `dst[m×n] = lhs[m×k] · rhs[k×n]`, all row-major.
-pub fn matmul(
-    m: usize,
-    n: usize,
-    k: usize,
-    lhs: &[f32],
-    rhs: &[f32],
-    dst: &mut [f32],
-    threads: usize,
-) {
+pub fn matmul(m: usize, n: usize, k: usize, lhs: &[f32], rhs: &[f32], dst: &mut [f32], threads: usize) {
     assert!(dst.len() >= m * n);
-    let par = if threads > 1 {
-        Parallelism::Rayon(threads)
-    } else {
-        Parallelism::None
-    };
+    let par = if threads > 1 { Parallelism::Rayon(threads) } else { Parallelism::None };
     // SAFETY: dst holds m contiguous rows of n floats (asserted) and is borrowed mutably.
     unsafe { gemm_into(m, n, k, lhs, rhs, dst.as_mut_ptr(), n, par) }
 }
@@ -150,16 +138,8 @@ fn im2col(
         let plane = &x[ch * h * w..(ch + 1) * h * w];
         let x0 = (kx * cv.dilation) as isize - pad;
         // output columns whose tap lies inside the row: ox in [lo, hi)
-        let lo = if x0 >= 0 {
-            0
-        } else {
-            ((-x0) as usize).div_ceil(sx)
-        };
-        let hi = if x0 >= w as isize {
-            0
-        } else {
-            ((w as isize - x0) as usize).div_ceil(sx).min(ow)
-        };
+        let lo = if x0 >= 0 { 0 } else { ((-x0) as usize).div_ceil(sx) };
+        let hi = if x0 >= w as isize { 0 } else { ((w as isize - x0) as usize).div_ceil(sx).min(ow) };
         for oy in oy0..oy1 {
             let iy = (oy * cv.stride_y + ky * cv.dilation) as isize - pad;
             let dst = &mut out[(oy - oy0) * ow..(oy - oy0 + 1) * ow];
@@ -219,31 +199,16 @@ pub fn conv2d(
             matmul(cout, n, kdim, wg, xg, yg, threads);
         } else if blocked {
             let dst = Disjoint(yg.as_mut_ptr());
-            let blocks: Vec<(usize, usize)> = (0..out.h)
-                .step_by(rows_per_block)
-                .map(|r| (r, (r + rows_per_block).min(out.h)))
-                .collect();
-            blocks
-                .into_par_iter()
-                .for_each_init(Vec::new, |cols, (oy0, oy1)| {
-                    let width = (oy1 - oy0) * out.w;
-                    cols.resize(kdim * width, 0.0);
-                    im2col(xg, input.h, input.w, cv, (oy0, oy1), out.w, cols, false);
-                    // SAFETY: yg holds cout rows of n floats; this block writes columns
-                    // oy0·ow..oy1·ow of each row, and no other block writes those.
-                    unsafe {
-                        gemm_into(
-                            cout,
-                            width,
-                            kdim,
-                            wg,
-                            cols,
-                            dst.at(oy0 * out.w),
-                            n,
-                            Parallelism::None,
-                        )
-                    };
-                });
+            let blocks: Vec<(usize, usize)> =
+                (0..out.h).step_by(rows_per_block).map(|r| (r, (r + rows_per_block).min(out.h))).collect();
+            blocks.into_par_iter().for_each_init(Vec::new, |cols, (oy0, oy1)| {
+                let width = (oy1 - oy0) * out.w;
+                cols.resize(kdim * width, 0.0);
+                im2col(xg, input.h, input.w, cv, (oy0, oy1), out.w, cols, false);
+                // SAFETY: yg holds cout rows of n floats; this block writes columns
+                // oy0·ow..oy1·ow of each row, and no other block writes those.
+                unsafe { gemm_into(cout, width, kdim, wg, cols, dst.at(oy0 * out.w), n, Parallelism::None) };
+            });
         } else {
             scratch.resize(kdim * n, 0.0);
             im2col(xg, input.h, input.w, cv, (0, out.h), out.w, scratch, true);

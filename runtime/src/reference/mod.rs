@@ -46,11 +46,7 @@ enum Prepared<'g> {
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error("layer {layer} ({kind}) has no {what}: load weights (or use random ones) first")]
-    MissingParams {
-        layer: usize,
-        kind: &'static str,
-        what: &'static str,
-    },
+    MissingParams { layer: usize, kind: &'static str, what: &'static str },
     #[error("input is {got:?} but the network takes [n,{c},{h},{w}]", c = .want.c, h = .want.h, w = .want.w)]
     InputShape { got: [usize; 4], want: Shape },
 }
@@ -74,10 +70,7 @@ impl<'g> Reference<'g> {
         for i in 0..graph.num_layers() {
             prepared.push(prepare(graph, i)?);
         }
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .expect("thread pool");
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("thread pool");
         Ok(Reference {
             graph,
             prepared,
@@ -98,10 +91,7 @@ impl<'g> Reference<'g> {
     ) -> Result<Vec<(usize, Tensor)>, RunError> {
         let want = self.graph.input_shape();
         if input.shape != want {
-            return Err(RunError::InputShape {
-                got: input.dims(),
-                want,
-            });
+            return Err(RunError::InputShape { got: input.dims(), want });
         }
         let g = self.graph;
         let n = g.num_layers();
@@ -136,15 +126,10 @@ impl<'g> Reference<'g> {
                     .collect();
                 let out = self.pool.install(|| self.layer(i, &ins, &mut scratch));
                 drop(ins);
-                on_layer(LayerDone {
-                    layer: i,
-                    output: &out,
-                    elapsed: start.elapsed(),
-                });
+                on_layer(LayerDone { layer: i, output: &out, elapsed: start.elapsed() });
                 values[i] = Some(out);
                 let live: usize = values.iter().flatten().map(|t| 4 * t.data.len()).sum();
-                self.peak_live
-                    .fetch_max(live, std::sync::atomic::Ordering::Relaxed);
+                self.peak_live.fetch_max(live, std::sync::atomic::Ordering::Relaxed);
                 for src in g.inputs(g.layers[i]) {
                     if let Some(l) = g.node(src).layer {
                         if last_use[l] == i && !keep.contains(&l) {
@@ -156,10 +141,7 @@ impl<'g> Reference<'g> {
                     self.recycle(values[i].take());
                 }
             }
-            Ok(keep
-                .into_iter()
-                .map(|l| (l, values[l].take().expect("kept")))
-                .collect())
+            Ok(keep.into_iter().map(|l| (l, values[l].take().expect("kept"))).collect())
         }
     }
 
@@ -171,9 +153,7 @@ impl<'g> Reference<'g> {
 
     /// Sum of all layer outputs for one image: what keeping every tensor would cost.
     pub fn all_outputs_bytes(&self) -> usize {
-        (0..self.graph.num_layers())
-            .map(|i| 4 * self.graph.layer(i).shape.numel())
-            .sum()
+        (0..self.graph.num_layers()).map(|i| 4 * self.graph.layer(i).shape.numel()).sum()
     }
 
     fn recycle(&self, t: Option<Tensor>) {
@@ -188,9 +168,7 @@ impl<'g> Reference<'g> {
         let len = n * shape.numel();
         let mut pool = self.buffers.lock().expect("buffer pool");
         // the smallest free buffer that fits, else a new one
-        let best = (0..pool.len())
-            .filter(|&i| pool[i].capacity() >= len)
-            .min_by_key(|&i| pool[i].capacity());
+        let best = (0..pool.len()).filter(|&i| pool[i].capacity() >= len).min_by_key(|&i| pool[i].capacity());
         let mut data = best.map(|i| pool.swap_remove(i)).unwrap_or_default();
         data.truncate(len);
         data.resize(len, 0.0);
@@ -218,20 +196,13 @@ impl<'g> Reference<'g> {
                 (Op::MaxPool(p), _) => ops::maxpool(xb, xs, p, out_shape, yb),
                 (Op::AvgPool, _) => ops::avgpool(xb, xs, yb),
                 (Op::Route(r), _) => {
-                    let parts: Vec<(&[f32], Shape)> =
-                        ins.iter().map(|(t, s)| (t.image(b), *s)).collect();
+                    let parts: Vec<(&[f32], Shape)> = ins.iter().map(|(t, s)| (t.image(b), *s)).collect();
                     ops::route(&parts, r.groups, r.group_id, yb);
                 }
                 (Op::Shortcut(s), prep) => {
                     let w = |k: usize, ch: usize| match prep {
-                        Prepared::Shortcut {
-                            weights,
-                            per_channel: true,
-                        } => weights[k * out_shape.c + ch],
-                        Prepared::Shortcut {
-                            weights,
-                            per_channel: false,
-                        } => weights[k],
+                        Prepared::Shortcut { weights, per_channel: true } => weights[k * out_shape.c + ch],
+                        Prepared::Shortcut { weights, per_channel: false } => weights[k],
                         _ => 1.0,
                     };
                     let plane = out_shape.plane();
@@ -239,20 +210,12 @@ impl<'g> Reference<'g> {
                         *v = xb[j] * w(0, j / plane);
                     }
                     for (k, (t, fs)) in ins.iter().enumerate().skip(1) {
-                        if matches!(
-                            prep,
-                            Prepared::Shortcut {
-                                per_channel: true,
-                                ..
-                            }
-                        ) {
+                        if matches!(prep, Prepared::Shortcut { per_channel: true, .. }) {
                             // per-channel weights: add channel by channel
                             for ch in 0..out_shape.c.min(fs.c) {
                                 let src = &t.image(b)[ch * plane..(ch + 1) * plane];
                                 let dst = &mut yb[ch * plane..(ch + 1) * plane];
-                                dst.iter_mut()
-                                    .zip(src)
-                                    .for_each(|(d, a)| *d += a * w(k, ch));
+                                dst.iter_mut().zip(src).for_each(|(d, a)| *d += a * w(k, ch));
                             }
                         } else {
                             ops::shortcut_add(yb, out_shape, t.image(b), *fs, w(k, 0));
@@ -274,11 +237,7 @@ impl<'g> Reference<'g> {
                     let from = ins[1].0.image(b);
                     let plane = out_shape.plane();
                     for (j, v) in yb.iter_mut().enumerate() {
-                        let scale = if s.scale_wh {
-                            xb[j % plane]
-                        } else {
-                            xb[j / plane]
-                        };
+                        let scale = if s.scale_wh { xb[j % plane] } else { xb[j / plane] };
                         *v = scale * from[j];
                     }
                     activate(yb, s.activation, out_shape.c, plane);
@@ -309,14 +268,11 @@ fn prepare(g: &Graph, i: usize) -> Result<Prepared<'_>, RunError> {
     let node = g.layer(i);
     let kind = node.op.type_name();
     let params = || {
-        g.params
-            .layer(i)
-            .filter(|p| !p.weights.is_empty())
-            .ok_or(RunError::MissingParams {
-                layer: i,
-                kind,
-                what: "weights",
-            })
+        g.params.layer(i).filter(|p| !p.weights.is_empty()).ok_or(RunError::MissingParams {
+            layer: i,
+            kind,
+            what: "weights",
+        })
     };
     Ok(match &node.op {
         Op::Conv(c) => {
@@ -328,10 +284,7 @@ fn prepare(g: &Graph, i: usize) -> Result<Prepared<'_>, RunError> {
                 (None, true) => Cow::Owned(ternarize_layer(&p.weights, DEFAULT_THRESHOLD)),
                 (None, false) => Cow::Borrowed(&p.weights[..]),
             };
-            Prepared::Conv {
-                weights,
-                epilogue: Epilogue::new(p, c.activation),
-            }
+            Prepared::Conv { weights, epilogue: Epilogue::new(p, c.activation) }
         }
         Op::Connected(c) => {
             let p = params()?;
@@ -340,10 +293,7 @@ fn prepare(g: &Graph, i: usize) -> Result<Prepared<'_>, RunError> {
                 (None, true) => Cow::Owned(ternarize_layer(&p.weights, DEFAULT_THRESHOLD)),
                 (None, false) => Cow::Borrowed(&p.weights[..]),
             };
-            Prepared::Connected {
-                weights,
-                epilogue: Epilogue::new(p, c.activation),
-            }
+            Prepared::Connected { weights, epilogue: Epilogue::new(p, c.activation) }
         }
         Op::Shortcut(s) if s.weights != ShortcutWeights::None => {
             let p = params()?;

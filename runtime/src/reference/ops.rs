@@ -18,39 +18,32 @@ pub fn maxpool(x: &[f32], input: Shape, p: &MaxPool, out: Shape, y: &mut [f32]) 
         Some(lo) => (lo, lo + (lo..out.w).take_while(inside).count()),
         None => (0, 0),
     };
-    y.par_chunks_mut(out.plane())
-        .enumerate()
-        .for_each(|(k, dst)| {
-            let plane = &x[k * input.plane()..(k + 1) * input.plane()];
-            for oy in 0..out.h {
-                let y0 = first(oy, p.stride_y);
-                let (dy0, dy1) = ((-y0).max(0) as usize, (ih - y0).min(size).max(0) as usize);
-                let rows: Vec<&[f32]> = (dy0..dy1)
-                    .map(|dy| &plane[(y0 + dy as isize) as usize * input.w..][..input.w])
-                    .collect();
-                let line = &mut dst[oy * out.w..(oy + 1) * out.w];
-                for (ox, v) in line.iter_mut().enumerate() {
-                    let x0 = first(ox, p.stride_x);
-                    *v = if (lo..hi).contains(&ox) {
-                        let x0 = x0 as usize;
-                        if p.size == 2 {
-                            rows.iter()
-                                .fold(f32::MIN, |m, r| m.max(r[x0].max(r[x0 + 1])))
-                        } else {
-                            rows.iter().fold(f32::MIN, |m, r| {
-                                r[x0..x0 + p.size].iter().fold(m, |m, &t| m.max(t))
-                            })
-                        }
+    y.par_chunks_mut(out.plane()).enumerate().for_each(|(k, dst)| {
+        let plane = &x[k * input.plane()..(k + 1) * input.plane()];
+        for oy in 0..out.h {
+            let y0 = first(oy, p.stride_y);
+            let (dy0, dy1) = ((-y0).max(0) as usize, (ih - y0).min(size).max(0) as usize);
+            let rows: Vec<&[f32]> =
+                (dy0..dy1).map(|dy| &plane[(y0 + dy as isize) as usize * input.w..][..input.w]).collect();
+            let line = &mut dst[oy * out.w..(oy + 1) * out.w];
+            for (ox, v) in line.iter_mut().enumerate() {
+                let x0 = first(ox, p.stride_x);
+                *v = if (lo..hi).contains(&ox) {
+                    let x0 = x0 as usize;
+                    if p.size == 2 {
+                        rows.iter().fold(f32::MIN, |m, r| m.max(r[x0].max(r[x0 + 1])))
                     } else {
-                        let (dx0, dx1) =
-                            ((-x0).max(0) as usize, (iw - x0).min(size).max(0) as usize);
-                        rows.iter().fold(f32::MIN, |m, r| {
-                            (dx0..dx1).fold(m, |m, dx| m.max(r[(x0 + dx as isize) as usize]))
-                        })
-                    };
-                }
+                        rows.iter().fold(f32::MIN, |m, r| r[x0..x0 + p.size].iter().fold(m, |m, &t| m.max(t)))
+                    }
+                } else {
+                    let (dx0, dx1) = ((-x0).max(0) as usize, (iw - x0).min(size).max(0) as usize);
+                    rows.iter().fold(f32::MIN, |m, r| {
+                        (dx0..dx1).fold(m, |m, dx| m.max(r[(x0 + dx as isize) as usize]))
+                    })
+                };
             }
-        });
+        }
+    });
 }
 
 /// Global average per channel.
@@ -159,17 +152,11 @@ pub fn yolo(y: &mut [f32], s: Shape, a: &Yolo) {
     for n in 0..a.n() {
         let base = n * entries * plane;
         if !a.new_coords {
-            y[base..base + 2 * plane]
-                .iter_mut()
-                .for_each(|v| *v = logistic(*v));
-            y[base + 4 * plane..base + entries * plane]
-                .iter_mut()
-                .for_each(|v| *v = logistic(*v));
+            y[base..base + 2 * plane].iter_mut().for_each(|v| *v = logistic(*v));
+            y[base + 4 * plane..base + entries * plane].iter_mut().for_each(|v| *v = logistic(*v));
         }
         let (alpha, beta) = (a.scale_x_y, -0.5 * (a.scale_x_y - 1.0));
-        y[base..base + 2 * plane]
-            .iter_mut()
-            .for_each(|v| *v = *v * alpha + beta);
+        y[base..base + 2 * plane].iter_mut().for_each(|v| *v = *v * alpha + beta);
     }
 }
 
@@ -194,13 +181,9 @@ pub fn region(y: &mut [f32], s: Shape, r: &Region) {
     let entries = r.classes + r.coords + 1;
     for n in 0..r.num {
         let base = n * entries * plane;
-        y[base..base + 2 * plane]
-            .iter_mut()
-            .for_each(|v| *v = logistic(*v));
+        y[base..base + 2 * plane].iter_mut().for_each(|v| *v = logistic(*v));
         let obj = base + r.coords * plane;
-        y[obj..obj + plane]
-            .iter_mut()
-            .for_each(|v| *v = logistic(*v));
+        y[obj..obj + plane].iter_mut().for_each(|v| *v = logistic(*v));
         if r.softmax {
             for p in 0..plane {
                 softmax(&mut y[obj + plane + p..], r.classes, plane, 1.0);
