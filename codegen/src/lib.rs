@@ -1,7 +1,20 @@
 //! The kernel program and its backends.
 //!
-//! Will hold one low-level kernel description (loops with constant bounds, buffer
-//! loads/stores, 128-bit vectors, packed ternary weights), produced from the lowered
-//! graph, and thin backends that lower or print it: Cranelift (JIT in this process),
-//! LLVM via inkwell (object files for x86_64 and aarch64 plus a C header), and C /
-//! HLS C++ / OpenCL printers.
+//! - [`program`]: the one low-level kernel description (loops with constant bounds,
+//!   buffer loads/stores at affine indices, scalar arithmetic, constant tables), with a
+//!   stable textual dump and a verifier that bounds-checks every access statically.
+//! - [`lower`]: graph → program (convolutions float and ternary, maxpool, route,
+//!   upsample, yolo and region heads); anything else is [`CodegenError::Unsupported`].
+//! - [`cranelift`]: JIT compilation of a program for the host.
+//!
+//! To come: LLVM via inkwell (object files for x86_64 and aarch64 plus a C header), and
+//! C / HLS C++ / OpenCL printers of the same program.
+
+pub mod cranelift;
+mod error;
+pub mod lower;
+pub mod program;
+
+pub use error::CodegenError;
+pub use lower::{lower, prepare, LowerOptions, TernaryKernel};
+pub use program::Program;

@@ -6,6 +6,7 @@
 pub mod detect;
 pub mod draw;
 pub mod image;
+pub mod jit;
 pub mod npy;
 pub mod reference;
 mod tensor;

@@ -2,9 +2,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use ternc_runtime::{Reference, Tensor};
+use ternc_runtime::Tensor;
 
-use super::{Backend, WeightsArgs};
+use super::{Backend, Engine, WeightsArgs};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -53,7 +53,7 @@ fn peak_rss_bytes() -> Option<u64> {
 pub fn run(a: Args) -> anyhow::Result<()> {
     let graph = super::load_model_or_random(&a.cfg, &a.weights)?;
     let threads = super::threads(a.threads);
-    let engine = Reference::new(&graph, threads)?;
+    let engine = Engine::new(&graph, a.backend, threads)?;
     // A fixed pseudo-random input in 0..1, like a normalised image.
     let shape = graph.input_shape();
     let data = (0..shape.numel()).map(|i| ((i as u64 * 2654435761) % 1000) as f32 / 1000.0).collect();
@@ -100,8 +100,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             "median_ms": med, "min_ms": min, "max_ms": max,
             "gflops_per_s": graph.total_bflops() / (med / 1e3),
             "peak_rss_bytes": peak_rss_bytes(),
-            "peak_live_activation_bytes": engine.peak_live_bytes(),
-            "all_activations_bytes": engine.all_outputs_bytes(),
+            "compile_ms": engine.compile_time().map(ms),
+            "activation_bytes": engine.activation_bytes(),
             "layers": layers,
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
@@ -117,10 +117,12 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             "median {med:.2} ms, min {min:.2} ms, max {max:.2} ms ({:.1} GFLOP/s)",
             graph.total_bflops() / (med / 1e3),
         );
+        if let Some(t) = engine.compile_time() {
+            println!("compile {:.0} ms", ms(t));
+        }
         println!(
-            "memory: peak live activations {:.1} MiB (all outputs {:.1} MiB), peak RSS {} MiB",
-            engine.peak_live_bytes() as f64 / (1 << 20) as f64,
-            engine.all_outputs_bytes() as f64 / (1 << 20) as f64,
+            "memory: activations {:.1} MiB, peak RSS {} MiB",
+            engine.activation_bytes() as f64 / (1 << 20) as f64,
             peak_rss_bytes().map_or("?".into(), |b| (b >> 20).to_string())
         );
     }

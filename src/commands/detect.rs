@@ -6,9 +6,9 @@ use serde_json::json;
 use ternc_frontend::data::read_names;
 use ternc_ir::{Graph, InputError, Op};
 use ternc_runtime::detect::{clip_to_image, decode_region, decode_yolo, nms, Detection};
-use ternc_runtime::{draw, image, Reference, Tensor};
+use ternc_runtime::{draw, image, Tensor};
 
-use super::WeightsArgs;
+use super::{Backend, Engine, WeightsArgs};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -42,6 +42,8 @@ pub struct Args {
     /// Worker threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    #[arg(long, value_enum, default_value_t = Backend::Reference)]
+    pub backend: Backend,
 }
 
 fn read_list(path: &Path) -> Result<Vec<PathBuf>, InputError> {
@@ -52,7 +54,7 @@ fn read_list(path: &Path) -> Result<Vec<PathBuf>, InputError> {
 
 /// Boxes for one image, after NMS, strongest first.
 pub fn detect_image(
-    engine: &Reference,
+    engine: &Engine,
     graph: &Graph,
     im: &image::Image,
     letterbox: bool,
@@ -119,7 +121,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let letterbox = a.letterbox || graph.net.letter_box;
-    let engine = Reference::new(&graph, super::threads(a.threads))?;
+    let engine = Engine::new(&graph, a.backend, super::threads(a.threads))?;
     let mut results = Vec::new();
     for path in &images {
         let im = image::load(path)?;

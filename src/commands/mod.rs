@@ -55,6 +55,55 @@ pub fn load_model(cfg: &Path, w: &WeightsArgs) -> anyhow::Result<Graph> {
 pub enum Backend {
     /// The reference interpreter (float32, Darknet's exact semantics).
     Reference,
+    /// Kernels specialised to the model, compiled in this process with Cranelift.
+    Jit,
+}
+
+/// A model ready to run on the chosen backend.
+pub enum Engine<'g> {
+    Reference(ternc_runtime::Reference<'g>),
+    Jit(Box<ternc_runtime::jit::JitModel>),
+}
+
+impl<'g> Engine<'g> {
+    pub fn new(graph: &'g Graph, backend: Backend, threads: usize) -> anyhow::Result<Self> {
+        Ok(match backend {
+            Backend::Reference => Engine::Reference(ternc_runtime::Reference::new(graph, threads)?),
+            Backend::Jit => {
+                let model = ternc_runtime::jit::JitModel::compile(graph)
+                    .map_err(|e| anyhow::anyhow!("the jit backend cannot compile {}: {e}", graph.name))?;
+                Engine::Jit(Box::new(model))
+            }
+        })
+    }
+
+    /// Runs a batch; `on_layer` sees each layer's output. Returns the heads.
+    pub fn run(
+        &self,
+        input: &ternc_runtime::Tensor,
+        on_layer: impl FnMut(ternc_runtime::LayerDone),
+    ) -> Result<Vec<(usize, ternc_runtime::Tensor)>, ternc_runtime::RunError> {
+        match self {
+            Engine::Reference(r) => r.run(input, on_layer),
+            Engine::Jit(j) => j.run_with(input, on_layer),
+        }
+    }
+
+    /// Activation memory: the reference's peak of live tensors, the JIT's arena.
+    pub fn activation_bytes(&self) -> usize {
+        match self {
+            Engine::Reference(r) => r.peak_live_bytes(),
+            Engine::Jit(j) => 4 * j.program().arena_len,
+        }
+    }
+
+    /// Time spent compiling, for backends that compile.
+    pub fn compile_time(&self) -> Option<std::time::Duration> {
+        match self {
+            Engine::Reference(_) => None,
+            Engine::Jit(j) => Some(j.compile_time()),
+        }
+    }
 }
 
 /// `--threads`, defaulting to every core.

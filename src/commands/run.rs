@@ -3,9 +3,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use ternc_frontend::atomic::write_atomic;
 use ternc_ir::{Graph, InputError, Op};
-use ternc_runtime::{npy, Reference, Tensor};
+use ternc_runtime::{npy, Tensor};
 
-use super::{Backend, WeightsArgs};
+use super::{Backend, Engine, WeightsArgs};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -88,7 +88,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let graph = super::load_model_or_random(&a.cfg, &a.weights)?;
     let input = load_input(&a.input, &graph, a.letterbox)?;
     let threads = super::threads(a.threads);
-    let engine = Reference::new(&graph, threads)?;
+    let engine = Engine::new(&graph, a.backend, threads)?;
     if let Some(dir) = &a.dump {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }

@@ -1,0 +1,103 @@
+//! What the Cranelift backend emits for a ternary convolution: its accumulation loops
+//! hold loads, adds and subtracts only; the one multiply per output sits in the
+//! epilogue, outside them; address arithmetic never multiplies.
+
+use std::path::Path;
+
+use ternc_codegen::cranelift::{inspect, KernelClif};
+use ternc_codegen::{lower, prepare, LowerOptions, Program, TernaryKernel};
+use ternc_frontend::{init::init, parse_cfg_text};
+use ternc_ir::Graph;
+use ternc_passes::spec::Spec;
+use ternc_passes::ternarize::{self, Scope};
+
+/// A 16-filter 3x3 convolution over a 10x10x8 input, linear activation (so the only
+/// float multiplies are the epilogue's), optionally ternarized.
+fn graph(ternary: bool) -> Graph {
+    let text = "[net]\nwidth=10\nheight=10\nchannels=8\n\n[convolutional]\nbatch_normalize=1\n\
+                filters=16\nsize=3\nstride=1\npad=1\nactivation=linear\n";
+    let mut g = parse_cfg_text(Path::new("t.cfg"), text).unwrap().graph;
+    g.params = init(&g, 3);
+    if ternary {
+        let sel = Spec::parse("all").unwrap().select(&g).unwrap();
+        ternarize::run(&mut g, &sel, Scope::Layer, 0.7).unwrap();
+    }
+    prepare(&g).unwrap()
+}
+
+fn conv_kernel(p: &Program, name: &str) -> KernelClif {
+    let k = p.kernels.iter().position(|k| k.name == name).unwrap_or_else(|| panic!("no kernel {name}"));
+    inspect(p, k).unwrap()
+}
+
+/// Instructions with opcode `op` in CLIF text (`v3 = fmul.f32 v1, v2`).
+fn count(text: &str, op: &str) -> usize {
+    text.lines()
+        .filter(|l| {
+            l.split_whitespace().any(|w| w == op || w.strip_prefix(op).is_some_and(|r| r.starts_with('.')))
+        })
+        .count()
+}
+
+fn lowered(ternary: bool, form: TernaryKernel) -> Program {
+    let opts = LowerOptions { ternary: form, ..Default::default() };
+    lower(&graph(ternary), &opts).unwrap()
+}
+
+#[test]
+fn ternary_table_kernel_accumulates_without_multiplies() {
+    let p = lowered(true, TernaryKernel::Table);
+    let c = conv_kernel(&p, "conv 0 ternary table");
+    for (when, loops) in [("emitted", &c.innermost_loops), ("optimized", &c.innermost_loops_optimized)] {
+        // two tap loops (+1, -1) per tile shape: {8, 2 pixels} x {4, 2 rows}
+        assert_eq!(loops.len(), 8, "{when}: {loops:?}\n{}", c.clif);
+        for ops in loops {
+            assert!(
+                !ops.iter().any(|o| o == "fmul" || o == "imul"),
+                "{when}: a multiply in an accumulation loop: {ops:?}"
+            );
+            assert!(ops.iter().any(|o| o == "load"), "{when}: {ops:?}");
+            assert!(ops.iter().any(|o| o == "fadd" || o == "fsub"), "{when}: {ops:?}");
+        }
+        assert!(loops.iter().any(|ops| ops.iter().any(|o| o == "fsub")));
+    }
+    // one multiply per output, lane-wise: each store (one f32, or four as f32x4) comes
+    // with one fmul; none in address arithmetic
+    assert_eq!(count(&c.clif, "fmul"), count(&c.clif, "store"), "{}", c.clif);
+    // rows of 8 pixels (two vectors) + 2 (scalars), in groups of 4 rows and 2
+    assert_eq!(count(&c.clif, "store"), 4 * (2 + 2) + 2 * (2 + 2));
+    for text in [&c.clif, &c.optimized] {
+        assert_eq!(count(text, "imul"), 0, "{text}");
+    }
+}
+
+#[test]
+fn ternary_unrolled_kernel_has_one_multiply_per_output() {
+    let p = lowered(true, TernaryKernel::Unrolled);
+    let c = conv_kernel(&p, "conv 0 ternary unrolled");
+    // 16 channels, each with tiles of {8, 2} pixels x {4, 2} rows
+    assert_eq!(count(&c.clif, "store"), 16 * 24);
+    assert_eq!(count(&c.clif, "fmul"), count(&c.clif, "store"));
+    assert_eq!(count(&c.clif, "imul") + count(&c.optimized, "imul"), 0);
+    assert!(count(&c.clif, "fadd") + count(&c.clif, "fsub") > 16 * 10 * 8);
+}
+
+#[test]
+fn float_kernel_multiplies_in_its_tap_loop() {
+    // the same analysis sees the multiply-accumulate of a float convolution
+    let p = lowered(false, TernaryKernel::Auto);
+    let c = conv_kernel(&p, "conv 0 float");
+    assert!(!c.innermost_loops.is_empty());
+    assert!(c.innermost_loops.iter().all(|ops| ops.iter().any(|o| o == "fmul")));
+    assert_eq!(count(&c.optimized, "imul"), 0);
+}
+
+/// Prints a ternary table kernel's CLIF and machine code (for reading, not a check):
+/// `cargo test -p ternc-codegen --test clif -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn print_ternary_table_kernel() {
+    let p = lowered(true, TernaryKernel::Table);
+    let c = conv_kernel(&p, "conv 0 ternary table");
+    println!("{}\n{}", c.optimized, c.asm);
+}
