@@ -107,3 +107,44 @@ fn run_takes_images_and_bench_reports_json() {
     assert_eq!(v["layers"].as_array().unwrap().len(), 16);
     assert_eq!(v["threads"], 1);
 }
+
+#[test]
+fn jit_backend_dumps_match_the_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(root().join("models/darknet/yolov2-tiny-voc.cfg")).unwrap();
+    let cfg = dir.path().join("small.cfg");
+    std::fs::write(&cfg, text.replace("width=416", "width=96").replace("height=416", "height=96")).unwrap();
+    let w = dir.path().join("m.weights");
+    Command::cargo_bin("ternc").unwrap().arg("init").arg(&cfg).arg("-o").arg(&w).assert().success();
+    let g = load_cfg(&cfg).unwrap().graph;
+    let s = g.input_shape();
+    let x = dir.path().join("x.npy");
+    let input = Tensor::from_vec(1, s, (0..s.numel()).map(|i| ((i * 31) % 257) as f32 / 257.0).collect());
+    std::fs::write(&x, npy::tensor_bytes(&input).unwrap()).unwrap();
+    for backend in ["reference", "jit"] {
+        let out = Command::cargo_bin("ternc")
+            .unwrap()
+            .arg("run")
+            .arg(&cfg)
+            .arg("--weights")
+            .arg(&w)
+            .arg("--input")
+            .arg(&x)
+            .args(["--backend", backend, "--dump"])
+            .arg(dir.path().join(backend))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{backend}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    for i in 0..g.num_layers() {
+        let name = format!("{i:03}.npy");
+        let (r, j) = (
+            npy::read_tensor(&dir.path().join("reference").join(&name)).unwrap(),
+            npy::read_tensor(&dir.path().join("jit").join(&name)).unwrap(),
+        );
+        assert_eq!(r.shape, j.shape, "layer {i}");
+        let scale = r.data.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+        let err = r.data.iter().zip(&j.data).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max) / scale;
+        assert!(err < 1e-4, "layer {i}: normalised error {err}");
+    }
+}
