@@ -21,6 +21,23 @@ pub struct Conv {
 }
 
 impl Conv {
+    /// A 1x1, stride-1, linear convolution without batchnorm: the simplest weight
+    /// layer, for graphs built by hand.
+    pub fn pointwise(filters: usize) -> Self {
+        Conv {
+            filters,
+            size: 1,
+            stride_x: 1,
+            stride_y: 1,
+            pad: 0,
+            dilation: 1,
+            groups: 1,
+            batch_normalize: false,
+            activation: Activation::Linear,
+            ternary: false,
+        }
+    }
+
     /// Weights per output channel: `(c/groups)·size²`.
     pub fn fan_in(&self, in_c: usize) -> usize {
         in_c / self.groups * self.size * self.size

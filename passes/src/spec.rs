@@ -183,20 +183,7 @@ mod tests {
         use ternc_ir::*;
         let net = NetConfig { width: 8, height: 8, channels: 3, ..Default::default() };
         let mut g = Graph::new("t.cfg", net, 1);
-        let conv = |f| {
-            Op::Conv(Conv {
-                filters: f,
-                size: 1,
-                stride_x: 1,
-                stride_y: 1,
-                pad: 0,
-                dilation: 1,
-                groups: 1,
-                batch_normalize: false,
-                activation: Activation::Linear,
-                ternary: false,
-            })
-        };
+        let conv = |f| Op::Conv(Conv::pointwise(f));
         let pool = Op::MaxPool(MaxPool { size: 2, stride_x: 2, stride_y: 2, padding: 1 });
         let mut prev = g.input;
         for op in [conv(2), pool, conv(2), conv(2), Op::Route(Route { groups: 1, group_id: 0 }), conv(6)] {

@@ -174,18 +174,7 @@ mod tests {
     fn graph(weights: Vec<f32>) -> Graph {
         let net = NetConfig { width: 1, height: 1, channels: 3, ..Default::default() };
         let mut g = Graph::new("t.cfg", net, 1);
-        let conv = Op::Conv(Conv {
-            filters: 2,
-            size: 1,
-            stride_x: 1,
-            stride_y: 1,
-            pad: 0,
-            dilation: 1,
-            groups: 1,
-            batch_normalize: false,
-            activation: Activation::Linear,
-            ternary: false,
-        });
+        let conv = Op::Conv(Conv::pointwise(2));
         let input = g.input;
         g.add_layer(conv, &[input], 1).unwrap();
         *g.params.layer_mut(0) = LayerParams { biases: vec![0.0; 2], weights, ..Default::default() };
