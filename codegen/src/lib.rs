@@ -3,8 +3,9 @@
 //! - [`program`]: the one low-level kernel description (loops with constant bounds,
 //!   buffer loads/stores at affine indices, scalar arithmetic, constant tables), with a
 //!   stable textual dump and a verifier that bounds-checks every access statically.
-//! - [`lower`]: graph → program (convolutions float and ternary, maxpool, route,
-//!   upsample, yolo and region heads); anything else is [`CodegenError::Unsupported`].
+//! - [`lower`]: graph → program (convolutions float and ternary, maxpool, avgpool, route,
+//!   unweighted shortcut, reorg, upsample, yolo and region heads); anything else is
+//!   [`CodegenError::Unsupported`].
 //! - [`cranelift`]: JIT compilation of a program for the host.
 //!
 //! To come: LLVM via inkwell (object files for x86_64 and aarch64 plus a C header), and

@@ -41,7 +41,10 @@
 //! channel's taps are read once), output row outermost otherwise (a few input rows
 //! stay cached while all channels' taps are streamed per row).
 
-use ternc_ir::{Activation, Conv, Graph, LayerParams, MaxPool, Op, Region, Route, Shape, Upsample, Yolo};
+use ternc_ir::{
+    Activation, Conv, Graph, LayerParams, MaxPool, Op, Region, Reorg, ReorgKind, Route, Shape, Shortcut,
+    ShortcutWeights, Upsample, Yolo,
+};
 use ternc_passes::fold::{self, BN_EPSILON};
 use ternc_passes::memory::{self, MemoryPlan};
 use ternc_passes::ternary::{twn, DEFAULT_THRESHOLD};
@@ -259,6 +262,12 @@ impl<'a> Lowerer<'a> {
                 Ok(())
             }
             Op::Upsample(u) => self.upsample(i, u, ins[0], out),
+            Op::Shortcut(s) => self.shortcut(i, s, &ins, out),
+            Op::Reorg(r) => self.reorg(i, r, ins[0], out),
+            Op::AvgPool => {
+                self.avgpool(i, ins[0], out);
+                Ok(())
+            }
             Op::Yolo(y) => {
                 self.yolo(i, y, ins[0], out);
                 Ok(())
@@ -274,13 +283,9 @@ impl<'a> Lowerer<'a> {
                 Ok(())
             }
             Op::Input => Err(CodegenError::Invalid(format!("layer {i} is an input"))),
-            Op::Connected(_)
-            | Op::AvgPool
-            | Op::Shortcut(_)
-            | Op::Reorg(_)
-            | Op::ScaleChannels(_)
-            | Op::Sam(_)
-            | Op::Softmax(_) => Err(self.unsupported(i, "this layer type")),
+            Op::Connected(_) | Op::ScaleChannels(_) | Op::Sam(_) | Op::Softmax(_) => {
+                Err(self.unsupported(i, "this layer type"))
+            }
         }
     }
 
@@ -587,6 +592,111 @@ impl<'a> Lowerer<'a> {
         });
         self.kernels.push(kb.finish());
         Ok(())
+    }
+
+    /// `[shortcut]` without weights: `act(prev + from₁ + from₂ + …)`, each from-layer
+    /// (same spatial size) added over its overlap with the output, the first
+    /// `min(c_out, c_from)` channels, which is the flat prefix of that many planes.
+    /// The output is split at each from-layer's end, so every segment adds a fixed
+    /// list of inputs, in the reference's order.
+    fn shortcut(&mut self, i: usize, s: &Shortcut, ins: &[Map], out: Map) -> Result<(), CodegenError> {
+        if s.weights != ShortcutWeights::None {
+            return Err(self.unsupported(i, "weighted shortcut (weights_type other than none)"));
+        }
+        check_activation(s.activation).map_err(|w| self.unsupported(i, w))?;
+        let (prev, froms) = (ins[0], &ins[1..]);
+        if prev.numel() != out.numel() {
+            return Err(self.unsupported(i, "an input whose size differs from the output's"));
+        }
+        if let Some(f) = froms.iter().find(|f| f.h != out.h || f.w != out.w) {
+            return Err(self.unsupported(
+                i,
+                format!(
+                    "a from-layer of spatial size {}x{} into {}x{} (strided shortcut)",
+                    f.w, f.h, out.w, out.h
+                ),
+            ));
+        }
+        let ends: Vec<usize> = froms.iter().map(|f| f.numel().min(out.numel())).collect();
+        let mut cuts: Vec<usize> = ends.iter().copied().chain([0, out.numel()]).collect();
+        cuts.sort_unstable();
+        cuts.dedup();
+        let mut kb = KernelBuilder::new(format!("shortcut {i}"), Some(i));
+        let (v, a, t) = (kb.local(Ty::F32), kb.local(Ty::F32), kb.local(Ty::F32));
+        for seg in cuts.windows(2) {
+            let (start, end) = (seg[0], seg[1]);
+            kb.for_range(idx(start), idx(end), 1, "j", |kb, j| {
+                kb.load(v, prev.buf, j.add(prev.off));
+                for (f, &e) in froms.iter().zip(&ends) {
+                    if e >= end {
+                        kb.load(a, f.buf, j.add(f.off));
+                        kb.binary(v, BinOp::Add, v, a);
+                    }
+                }
+                emit_activation(kb, v, t, s.activation);
+                kb.store(Buf::Arena, j.add(out.off), v);
+            });
+        }
+        self.kernels.push(kb.finish());
+        Ok(())
+    }
+
+    /// `[reorg]` (reorg_old, forward): Darknet's `reorg_cpu` on the input's dimensions
+    /// `[c, h, w]` with `forward = 0`, i.e. for `k < c, j < h, i < w`:
+    /// `out[i + w·(j + h·k)] = x[(i·s + off%s) + w·s·((j·s + off/s) + h·s·c2)]`, with
+    /// `c2 = k % (c/s²)`, `off = k / (c/s²)`. As loops over `off = (oy, ox)`, `c2`,
+    /// `j`, `i` both sides are affine.
+    fn reorg(&mut self, i: usize, r: &Reorg, x: Map, out: Map) -> Result<(), CodegenError> {
+        if r.kind != ReorgKind::Old || r.reverse {
+            return Err(self.unsupported(i, "reorg3d and reverse reorg"));
+        }
+        let s = r.stride;
+        if s == 0 || !x.c.is_multiple_of(s * s) || out.numel() != x.numel() {
+            return Err(self.unsupported(i, format!("stride={s} with {} input channels", x.c)));
+        }
+        let (w, h, in_c) = (idx(x.w), idx(x.h), idx(x.c / (s * s)));
+        let si = idx(s);
+        let mut kb = KernelBuilder::new(format!("reorg {i}"), Some(i));
+        let v = kb.local(Ty::F32);
+        kb.for_range(0, si, 1, "oy", |kb, oy| {
+            kb.for_range(0, si, 1, "ox", |kb, ox| {
+                kb.for_range(0, in_c, 1, "c2", |kb, c2| {
+                    kb.for_range(0, h, 1, "j", |kb, j| {
+                        kb.for_range(0, w, 1, "i", |kb, ii| {
+                            let src = Index::at(x.off)
+                                .plus(&ii.scaled(si))
+                                .plus(&ox)
+                                .plus(&j.scaled(w * si * si))
+                                .plus(&oy.scaled(w * si))
+                                .plus(&c2.scaled(w * si * h * si));
+                            let k = oy.scaled(si).plus(&ox).scaled(in_c).plus(&c2);
+                            let dst = Index::at(out.off).plus(&ii).plus(&j.scaled(w)).plus(&k.scaled(w * h));
+                            kb.load(v, x.buf, src);
+                            kb.store(Buf::Arena, dst, v);
+                        })
+                    })
+                })
+            })
+        });
+        self.kernels.push(kb.finish());
+        Ok(())
+    }
+
+    /// `[avgpool]`: each channel's plane summed in order, then divided by its size.
+    fn avgpool(&mut self, i: usize, x: Map, out: Map) {
+        let mut kb = KernelBuilder::new(format!("avgpool {i}"), Some(i));
+        let (acc, v) = (kb.local(Ty::F32), kb.local(Ty::F32));
+        let plane = x.plane();
+        kb.for_range(0, idx(x.c), 1, "c", |kb, c| {
+            kb.assign(acc, Expr::Copy(Operand::F32(0.0)));
+            kb.for_range(0, idx(plane), 1, "p", |kb, p| {
+                kb.load(v, x.buf, Index::at(x.off).plus(&c.scaled(idx(plane))).plus(&p));
+                kb.binary(acc, BinOp::Add, acc, v);
+            });
+            kb.binary(acc, BinOp::Div, acc, plane as f32);
+            kb.store(Buf::Arena, Index::at(out.off).plus(&c), acc);
+        });
+        self.kernels.push(kb.finish());
     }
 
     /// `forward_yolo_layer` at inference, written to the head's own buffer.

@@ -1,6 +1,7 @@
 //! The JIT backend against the reference interpreter: every layer's output and the
-//! heads, on yolov3-tiny and yolov2-tiny-voc at a small size (float and fully
-//! ternarized), and on hand-written cfgs covering the kernels' edge cases.
+//! heads, on yolov3-tiny, yolov2-tiny-voc, yolov3-voc (shortcuts) and yolov2-voc
+//! (reorg) at a small size (float and fully ternarized), and on hand-written cfgs
+//! covering the kernels' edge cases.
 
 use std::path::{Path, PathBuf};
 
@@ -135,6 +136,28 @@ fn yolov2_tiny_voc_float_and_ternary() {
     eprintln!("yolov2-tiny-voc ternary: worst head {e:.2e}");
 }
 
+#[test]
+fn yolov3_voc_float_and_ternary() {
+    let g = model("darknet/yolov3-voc.cfg", 64);
+    let opts = LowerOptions::default();
+    let e = compare("yolov3-voc float", &g, &opts, TOL);
+    eprintln!("yolov3-voc float: worst head {e:.2e}");
+    let t = ternarized(g, Scope::Layer);
+    let e = compare("yolov3-voc ternary", &t, &opts, TOL);
+    eprintln!("yolov3-voc ternary: worst head {e:.2e}");
+}
+
+#[test]
+fn yolov2_voc_float_and_ternary() {
+    let g = model("darknet/yolov2-voc.cfg", 64);
+    let opts = LowerOptions::default();
+    let e = compare("yolov2-voc float", &g, &opts, TOL);
+    eprintln!("yolov2-voc float: worst head {e:.2e}");
+    let t = ternarized(g, Scope::Channel);
+    let e = compare("yolov2-voc ternary", &t, &opts, TOL);
+    eprintln!("yolov2-voc ternary: worst head {e:.2e}");
+}
+
 /// The Darknet-TWN stage cfg flags `ternary=1` itself: the JIT ternarizes those layers
 /// as the reference does (TWN on the file's weights, batchnorm after).
 #[test]
@@ -263,6 +286,73 @@ fn kernel_edge_cases() {
     }
 }
 
+/// Shortcut (from-layers with fewer, equal and more channels than the output, and
+/// several from-layers at once), reorg and avgpool, float and ternary.
+#[test]
+fn shortcut_reorg_avgpool() {
+    let cases: Vec<(&str, String)> = vec![
+        (
+            "shortcut: from-layer with fewer, equal and more channels; two from-layers",
+            net(
+                7,
+                5,
+                3,
+                &[
+                    conv(6, 3, 1, 1, "activation=leaky"),                       // 0
+                    conv(4, 3, 1, 1, "activation=leaky"),                       // 1
+                    conv(8, 1, 1, 0, "activation=linear"),                      // 2
+                    conv(6, 3, 1, 1, "activation=leaky"),                       // 3
+                    "[shortcut]\nfrom=1\nactivation=linear\n\n".to_string(),    // 4: 4 < 6
+                    "[shortcut]\nfrom=2\nactivation=leaky\n\n".to_string(),     // 5: 8 > 6
+                    "[shortcut]\nfrom=0\nactivation=relu\n\n".to_string(),      // 6: 6 = 6
+                    "[shortcut]\nfrom=1,2\nactivation=leaky\n\n".to_string(),   // 7: both
+                    "[shortcut]\nfrom=-7\nactivation=logistic\n\n".to_string(), // 8: from 1
+                ]
+                .concat(),
+            ),
+        ),
+        (
+            "reorg stride 2 on [8,4,4], then a convolution",
+            net(
+                4,
+                4,
+                3,
+                &[
+                    conv(8, 3, 1, 1, "activation=leaky"),
+                    "[reorg]\nstride=2\n\n".to_string(),
+                    conv(5, 1, 1, 0, "activation=leaky"),
+                ]
+                .concat(),
+            ),
+        ),
+        (
+            "reorg stride 2 on odd channel groups, stride 3",
+            net(
+                6,
+                6,
+                3,
+                &[
+                    conv(12, 3, 1, 1, "activation=leaky"),
+                    "[reorg]\nstride=2\n\n".to_string(),
+                    conv(9, 1, 1, 0, "activation=leaky"),
+                    "[reorg]\nstride=3\n\n".to_string(),
+                ]
+                .concat(),
+            ),
+        ),
+        (
+            "avgpool",
+            net(9, 7, 3, &[conv(10, 3, 1, 1, "activation=leaky"), "[avgpool]\n\n".to_string()].concat()),
+        ),
+    ];
+    for (what, text) in &cases {
+        let g = graph("sra.cfg", text, 13);
+        compare(&format!("{what}, float"), &g, &LowerOptions::default(), TOL);
+        let t = ternarized(g, Scope::Channel);
+        compare(&format!("{what}, ternary"), &t, &LowerOptions::default(), TOL);
+    }
+}
+
 #[test]
 fn all_zero_ternary_layer() {
     // every code 0 (α = 0): the tap loops never run, the output is act(bias)
@@ -304,20 +394,25 @@ fn heads_yolo_scale_x_y_and_region_without_softmax() {
 
 #[test]
 fn unsupported_layers_are_named() {
-    let text = net(
-        8,
-        8,
-        3,
-        &[conv(4, 3, 1, 1, "activation=leaky"), "[shortcut]\nfrom=-1\nactivation=linear\n\n".to_string()]
-            .concat(),
-    );
+    let text = net(8, 8, 3, &[conv(4, 3, 1, 1, "activation=leaky"), "[softmax]\n\n".to_string()].concat());
     let g = graph("s.cfg", &text, 1);
     let e = JitModel::compile(&g).unwrap_err();
-    assert!(matches!(e, CodegenError::Unsupported { layer: 1, op: "shortcut", .. }), "{e}");
+    assert!(matches!(e, CodegenError::Unsupported { layer: 1, op: "softmax", .. }), "{e}");
     assert_eq!(
         e.to_string(),
-        "layer 1 (shortcut): this layer type is not supported by the compiled backends yet"
+        "layer 1 (softmax): this layer type is not supported by the compiled backends yet"
     );
+    // weighted shortcuts, strided shortcuts (different spatial sizes) and reorg3d
+    for (body, what) in [
+        ("[shortcut]\nfrom=0\nweights_type=per_feature\n\n", "weighted shortcut"),
+        ("[maxpool]\nsize=2\nstride=2\n\n[shortcut]\nfrom=0\n\n", "strided shortcut"),
+        ("[reorg3d]\nstride=2\n\n", "reorg3d"),
+    ] {
+        let text = net(8, 8, 3, &[conv(4, 3, 1, 1, "activation=leaky"), body.to_string()].concat());
+        let e = JitModel::compile(&graph("s.cfg", &text, 1)).unwrap_err();
+        assert!(matches!(e, CodegenError::Unsupported { .. }), "{e}");
+        assert!(e.to_string().contains(what), "{e}");
+    }
     let text = net(8, 8, 3, &conv(4, 3, 1, 1, "activation=mish"));
     let e = JitModel::compile(&graph("m.cfg", &text, 1)).unwrap_err();
     assert!(e.to_string().contains("activation=mish"), "{e}");
