@@ -316,12 +316,7 @@ impl Packed2 {
     /// # Panics
     /// If `row`/`col` is out of range, or `data` is shorter than the layout says.
     pub fn code(&self, row: usize, col: usize) -> i8 {
-        assert!(
-            row < self.rows && col < self.cols,
-            "code ({row}, {col}) out of range for a {}x{} matrix",
-            self.rows,
-            self.cols
-        );
+        check_index(row, col, self.rows, self.cols);
         let b = self.data[row * self.row_bytes + col / 4];
         decode2(b >> (2 * (col % 4))).unwrap_or(0)
     }
@@ -507,12 +502,7 @@ impl Packed3 {
     /// # Panics
     /// If `row`/`col` is out of range, or `data` is shorter than the layout says.
     pub fn code(&self, row: usize, col: usize) -> i8 {
-        assert!(
-            row < self.rows && col < self.cols,
-            "code ({row}, {col}) out of range for a {}x{} matrix",
-            self.rows,
-            self.cols
-        );
+        check_index(row, col, self.rows, self.cols);
         let b = self.data[row * self.row_bytes + col / 5];
         decode_trits(b).map_or(0, |t| t[col % 5])
     }
@@ -541,6 +531,11 @@ pub fn size_report(rows: usize, cols: usize) -> (usize, usize, usize) {
         rows.saturating_mul(Packed2::row_bytes_for(cols)),
         rows.saturating_mul(Packed3::row_bytes_for(cols)),
     )
+}
+
+/// Panics with a clear message when `(row, col)` is outside a `rows x cols` matrix.
+fn check_index(row: usize, col: usize, rows: usize, cols: usize) {
+    assert!(row < rows && col < cols, "code ({row}, {col}) out of range for a {rows}x{cols} matrix");
 }
 
 #[cfg(test)]

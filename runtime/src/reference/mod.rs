@@ -95,65 +95,58 @@ impl<'g> Reference<'g> {
         }
         let g = self.graph;
         let n = g.num_layers();
-        {
-            let mut keep = g.heads();
-            if keep.is_empty() {
-                keep.push(n - 1);
-            }
-            // Free each value after its last reader: peak memory ≈ live tensors.
-            let mut last_use = vec![0usize; n];
-            for i in 0..n {
-                for src in g.inputs(g.layers[i]) {
-                    if let Some(l) = g.node(src).layer {
-                        last_use[l] = last_use[l].max(i);
-                    }
-                }
-            }
-            let mut values: Vec<Option<Tensor>> = (0..n).map(|_| None).collect();
-            let mut scratch = Vec::new();
-            for i in 0..n {
-                let start = Instant::now();
-                let ins: Vec<(&Tensor, Shape)> = g
-                    .inputs(g.layers[i])
-                    .into_iter()
-                    .map(|s| {
-                        let t = match g.node(s).layer {
-                            Some(l) => values[l].as_ref().expect("inputs are computed first"),
-                            None => input,
-                        };
-                        (t, g.node(s).shape)
-                    })
-                    .collect();
-                let out = self.pool.install(|| self.layer(i, &ins, &mut scratch));
-                drop(ins);
-                on_layer(LayerDone { layer: i, output: &out, elapsed: start.elapsed() });
-                values[i] = Some(out);
-                let live: usize = values.iter().flatten().map(|t| 4 * t.data.len()).sum();
-                self.peak_live.fetch_max(live, std::sync::atomic::Ordering::Relaxed);
-                for src in g.inputs(g.layers[i]) {
-                    if let Some(l) = g.node(src).layer {
-                        if last_use[l] == i && !keep.contains(&l) {
-                            self.recycle(values[l].take());
-                        }
-                    }
-                }
-                if last_use[i] == 0 && !keep.contains(&i) && i + 1 < n {
-                    self.recycle(values[i].take());
-                }
-            }
-            Ok(keep.into_iter().map(|l| (l, values[l].take().expect("kept"))).collect())
+        let mut keep = g.heads();
+        if keep.is_empty() {
+            keep.push(n - 1);
         }
+        // Free each value after its last reader: peak memory ≈ live tensors.
+        let mut last_use = vec![0usize; n];
+        for i in 0..n {
+            for src in g.inputs(g.layers[i]) {
+                if let Some(l) = g.node(src).layer {
+                    last_use[l] = last_use[l].max(i);
+                }
+            }
+        }
+        let mut values: Vec<Option<Tensor>> = (0..n).map(|_| None).collect();
+        let mut scratch = Vec::new();
+        for i in 0..n {
+            let start = Instant::now();
+            let ins: Vec<(&Tensor, Shape)> = g
+                .inputs(g.layers[i])
+                .into_iter()
+                .map(|s| {
+                    let t = match g.node(s).layer {
+                        Some(l) => values[l].as_ref().expect("inputs are computed first"),
+                        None => input,
+                    };
+                    (t, g.node(s).shape)
+                })
+                .collect();
+            let out = self.pool.install(|| self.layer(i, &ins, &mut scratch));
+            drop(ins);
+            on_layer(LayerDone { layer: i, output: &out, elapsed: start.elapsed() });
+            values[i] = Some(out);
+            let live: usize = values.iter().flatten().map(|t| 4 * t.data.len()).sum();
+            self.peak_live.fetch_max(live, std::sync::atomic::Ordering::Relaxed);
+            for src in g.inputs(g.layers[i]) {
+                if let Some(l) = g.node(src).layer {
+                    if last_use[l] == i && !keep.contains(&l) {
+                        self.recycle(values[l].take());
+                    }
+                }
+            }
+            if last_use[i] == 0 && !keep.contains(&i) && i + 1 < n {
+                self.recycle(values[i].take());
+            }
+        }
+        Ok(keep.into_iter().map(|l| (l, values[l].take().expect("kept"))).collect())
     }
 
     /// The most activation bytes alive at once in any run so far (outputs waiting
     /// for their last reader, the input excluded).
     pub fn peak_live_bytes(&self) -> usize {
         self.peak_live.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// Sum of all layer outputs for one image: what keeping every tensor would cost.
-    pub fn all_outputs_bytes(&self) -> usize {
-        (0..self.graph.num_layers()).map(|i| 4 * self.graph.layer(i).shape.numel()).sum()
     }
 
     fn recycle(&self, t: Option<Tensor>) {
