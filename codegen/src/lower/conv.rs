@@ -1,0 +1,522 @@
+//! Convolution kernels: float, ternary table and ternary unrolled (module docs of `lower`).
+
+use super::*;
+
+impl Lowerer<'_> {
+    // -----------------------------------------------------------------------
+    // Convolution
+
+    pub(super) fn conv(&mut self, i: usize, cv: &Conv, x: Map, out: Map) -> Result<(), CodegenError> {
+        let g = self.g;
+        let kind = g.layer(i).op.type_name();
+        let p: &LayerParams = g
+            .params
+            .layer(i)
+            .filter(|p| !p.weights.is_empty())
+            .ok_or(CodegenError::MissingParams { layer: i, kind, what: "weights" })?;
+        let rows = cv.filters;
+        let kk = cv.fan_in(x.c);
+        if p.weights.len() != rows * kk || p.biases.len() != rows {
+            return Err(CodegenError::MissingParams { layer: i, kind, what: "weights of the right size" });
+        }
+        check_activation(cv.activation).map_err(|w| self.unsupported(i, w))?;
+        let (mut scale, bias) = match &p.bn {
+            Some(bn) => (0..rows)
+                .map(|k| {
+                    let a = bn.scales[k] / (bn.variance[k] + BN_EPSILON).sqrt();
+                    (a, p.biases[k] - bn.mean[k] * a)
+                })
+                .unzip(),
+            None => (vec![1.0; rows], p.biases.clone()),
+        };
+        let codes = match (&p.ternary, cv.ternary) {
+            (Some(t), _) => {
+                for (k, s) in scale.iter_mut().enumerate() {
+                    *s *= if t.scales.len() == 1 { t.scales[0] } else { t.scales[k] };
+                }
+                Some(t.codes.clone())
+            }
+            (None, true) => {
+                let t = twn(&p.weights, DEFAULT_THRESHOLD);
+                scale.iter_mut().for_each(|s| *s *= t.alpha);
+                Some(t.codes)
+            }
+            (None, false) => None,
+        };
+        let ep = Epilogue { scale, bias, act: cv.activation };
+        let x = if cv.pad > 0 { self.pad(i, x, [cv.pad; 4], 0.0) } else { x };
+        let geo = ConvGeo::new(cv, x, out, self.opts);
+        match codes {
+            None => self.conv_float(i, &geo, &p.weights, &ep),
+            Some(codes) => {
+                let nonzero = codes.iter().filter(|&&c| c != 0).count();
+                let unroll = match self.opts.ternary {
+                    TernaryKernel::Auto => nonzero <= self.opts.unroll_max_taps,
+                    TernaryKernel::Table => false,
+                    TernaryKernel::Unrolled => true,
+                };
+                if unroll {
+                    self.conv_unrolled(i, &geo, &codes, &ep)
+                } else {
+                    self.conv_table(i, &geo, &codes, &ep)
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies `x` with a border of `value` (`[top, left, bottom, right]`) into scratch.
+    pub(super) fn pad(
+        &mut self,
+        i: usize,
+        x: Map,
+        [top, left, bottom, right]: [usize; 4],
+        value: f32,
+    ) -> Map {
+        let dst = Map {
+            buf: Buf::Arena,
+            off: idx(self.scratch_off),
+            c: x.c,
+            h: x.h + top + bottom,
+            w: x.w + left + right,
+        };
+        self.scratch_len = self.scratch_len.max(dst.numel());
+        let mut kb = KernelBuilder::new(format!("pad {i}"), Some(i));
+        let t = kb.local(Ty::F32);
+        kb.for_range(0, idx(x.c), 1, "c", |kb, c| {
+            let fill = |kb: &mut KernelBuilder, y0: usize, rows: usize, x0: usize, cols: usize| {
+                kb.for_range(0, idx(rows), 1, "y", |kb, y| {
+                    kb.for_range(0, idx(cols), 1, "x", |kb, xx| {
+                        let at = dst.at(&c, &y.add(idx(y0)), &xx.add(idx(x0)));
+                        kb.store(Buf::Arena, at, value);
+                    })
+                })
+            };
+            fill(kb, 0, top, 0, dst.w);
+            kb.for_range(0, idx(x.h), 1, "y", |kb, y| {
+                let row = y.add(idx(top));
+                kb.for_range(0, idx(left), 1, "x", |kb, xx| {
+                    kb.store(Buf::Arena, dst.at(&c, &row, &xx), value)
+                });
+                kb.for_range(0, idx(x.w), 1, "x", |kb, xx| {
+                    kb.load(t, x.buf, x.at(&c, &y, &xx));
+                    kb.store(Buf::Arena, dst.at(&c, &row, &xx.add(idx(left))), t);
+                });
+                kb.for_range(0, idx(right), 1, "x", |kb, xx| {
+                    kb.store(Buf::Arena, dst.at(&c, &row, &xx.add(idx(left + x.w))), value)
+                });
+            });
+            fill(kb, top + x.h, bottom, 0, dst.w);
+        });
+        self.kernels.push(kb.finish());
+        dst
+    }
+
+    pub(super) fn conv_float(&mut self, i: usize, geo: &ConvGeo, weights: &[f32], ep: &Epilogue) {
+        let w = self.table(format!("conv{i}.weights"), ConstData::F32(weights.to_vec()));
+        let taps =
+            self.table(format!("conv{i}.taps"), ConstData::I32((0..geo.kk).map(|j| geo.tap(j)).collect()));
+        let (scale, bias) = self.epilogue_tables(i, ep);
+        let mut kb = KernelBuilder::new(format!("conv {i} float"), Some(i));
+        let r = Regs::new(&mut kb, geo);
+        let tap = kb.local(Ty::I32);
+        geo.channel_loops(
+            &mut kb,
+            &|kb, o| {
+                kb.load(r.b, bias, o.clone());
+                if let Some(s) = scale {
+                    kb.load(r.s, s, o.clone());
+                }
+            },
+            &|kb, o, g, oy, ox, tile| {
+                r.zero(kb, geo, tile);
+                let base = geo.input_at(g, oy, ox);
+                kb.for_range(0, idx(geo.kk), 1, "taps", |kb, j| {
+                    kb.load(r.w, w, o.scaled(idx(geo.kk)).plus(&j));
+                    kb.load(tap, taps, j);
+                    r.accumulate(kb, geo, tile, BinOp::Add, &base.dynamic(tap), true);
+                });
+                let s = scale.map(|_| Operand::Local(r.s));
+                r.epilogue(kb, geo, tile, s, r.b.into(), ep.act, geo.out_at(o, oy, ox));
+            },
+        );
+        self.kernels.push(kb.finish());
+    }
+
+    /// The bias table, and the scale table unless every scale is 1.
+    pub(super) fn epilogue_tables(&mut self, i: usize, ep: &Epilogue) -> (Option<Buf>, Buf) {
+        let scale = (!ep.scale.iter().all(|&s| s == 1.0))
+            .then(|| self.table(format!("conv{i}.scale"), ConstData::F32(ep.scale.clone())));
+        let bias = self.table(format!("conv{i}.bias"), ConstData::F32(ep.bias.clone()));
+        (scale, bias)
+    }
+
+    pub(super) fn conv_table(&mut self, i: usize, geo: &ConvGeo, codes: &[i8], ep: &Epilogue) {
+        let mut taps = Vec::new();
+        let mut bounds = vec![0i32];
+        for row in codes.chunks(geo.kk) {
+            for sign in [1, -1] {
+                taps.extend(row.iter().enumerate().filter(|(_, &c)| c == sign).map(|(j, _)| geo.tap(j)));
+                bounds.push(taps.len() as i32);
+            }
+        }
+        if taps.is_empty() {
+            taps.push(0); // keep the table non-empty; no loop reads it
+        }
+        let taps = self.table(format!("conv{i}.ternary_taps"), ConstData::I32(taps));
+        let bounds = self.table(format!("conv{i}.ternary_bounds"), ConstData::I32(bounds));
+        let scale = self.table(format!("conv{i}.scale"), ConstData::F32(ep.scale.clone()));
+        let bias = self.table(format!("conv{i}.bias"), ConstData::F32(ep.bias.clone()));
+        let mut kb = KernelBuilder::new(format!("conv {i} ternary table"), Some(i));
+        let r = Regs::new(&mut kb, geo);
+        let (plus, minus, end) = (kb.local(Ty::I32), kb.local(Ty::I32), kb.local(Ty::I32));
+        let tap = kb.local(Ty::I32);
+        geo.channel_loops(
+            &mut kb,
+            &|kb, o| {
+                let o2 = o.scaled(2);
+                kb.load(plus, bounds, o2.clone());
+                kb.load(minus, bounds, o2.add(1));
+                kb.load(end, bounds, o2.add(2));
+                kb.load(r.s, scale, o.clone());
+                kb.load(r.b, bias, o.clone());
+            },
+            &|kb, o, g, oy, ox, tile| {
+                r.zero(kb, geo, tile);
+                let base = geo.input_at(g, oy, ox).dynamic(tap);
+                for (from, to, op, note) in
+                    [(plus, minus, BinOp::Add, "+1 taps"), (minus, end, BinOp::Sub, "-1 taps")]
+                {
+                    kb.for_table(from, to, note, |kb, j| {
+                        kb.load(tap, taps, Index::var(j));
+                        r.accumulate(kb, geo, tile, op, &base, false);
+                    });
+                }
+                let at = geo.out_at(o, oy, ox);
+                r.epilogue(kb, geo, tile, Some(r.s.into()), r.b.into(), ep.act, at);
+            },
+        );
+        self.kernels.push(kb.finish());
+    }
+
+    pub(super) fn conv_unrolled(&mut self, i: usize, geo: &ConvGeo, codes: &[i8], ep: &Epilogue) {
+        let mut kb = KernelBuilder::new(format!("conv {i} ternary unrolled"), Some(i));
+        let r = Regs::new(&mut kb, geo);
+        for (o, row) in codes.chunks(geo.kk).enumerate() {
+            let g = Index::at(idx(o / geo.coutg));
+            let o = Index::at(idx(o));
+            let k = o.offset as usize;
+            let nonzero: Vec<(i64, BinOp)> = row
+                .iter()
+                .enumerate()
+                .filter(|(_, &c)| c != 0)
+                .map(|(j, &c)| (geo.tap(j) as i64, if c > 0 { BinOp::Add } else { BinOp::Sub }))
+                .collect();
+            geo.row_groups(&mut kb, &format!("oy, oc {k}"), &|kb, oy, rows| {
+                geo.tiles(kb, &|kb, ox, n| {
+                    let tile = Tile { n, rows };
+                    r.zero(kb, geo, tile);
+                    let base = geo.input_at(&g, &oy, &ox);
+                    for &(tap, op) in &nonzero {
+                        r.accumulate(kb, geo, tile, op, &base.add(tap), false);
+                    }
+                    let s = Operand::F32(ep.scale[k]);
+                    let at = geo.out_at(&o, &oy, &ox);
+                    r.epilogue(kb, geo, tile, Some(s), Operand::F32(ep.bias[k]), ep.act, at);
+                })
+            });
+        }
+        self.kernels.push(kb.finish());
+    }
+}
+
+/// One tile: `rows` output rows of `n` pixels.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Tile {
+    n: usize,
+    rows: usize,
+}
+
+/// The locals every convolution kernel uses.
+pub(super) struct Regs {
+    /// Scalar accumulators, `[row][pixel]`.
+    acc: Vec<Vec<Local>>,
+    /// Vector accumulators, `[row][4 pixels]` (with vectors on).
+    vacc: Vec<Vec<Local>>,
+    /// Loaded input (scalar and vector).
+    x: Local,
+    vx: Local,
+    /// A float weight, and splatted (also a scratch vector in the epilogue).
+    w: Local,
+    vw: Local,
+    /// The epilogue's scale and bias, splatted, and a scratch vector.
+    vs: Local,
+    vb: Local,
+    vc: Local,
+    v: Local,
+    t: Local,
+    s: Local,
+    b: Local,
+}
+
+impl Regs {
+    pub(super) fn new(kb: &mut KernelBuilder, geo: &ConvGeo) -> Regs {
+        let vecs = if geo.vectors { geo.tile / 4 } else { 0 };
+        let mut acc = Vec::new();
+        let mut vacc = Vec::new();
+        for _ in 0..geo.rows {
+            acc.push((0..geo.tile).map(|_| kb.local(Ty::F32)).collect());
+            vacc.push((0..vecs).map(|_| kb.local(Ty::F32x4)).collect());
+        }
+        Regs {
+            acc,
+            vacc,
+            x: kb.local(Ty::F32),
+            vx: kb.local(Ty::F32x4),
+            w: kb.local(Ty::F32),
+            vw: kb.local(Ty::F32x4),
+            vs: kb.local(Ty::F32x4),
+            vb: kb.local(Ty::F32x4),
+            vc: kb.local(Ty::F32x4),
+            v: kb.local(Ty::F32),
+            t: kb.local(Ty::F32),
+            s: kb.local(Ty::F32),
+            b: kb.local(Ty::F32),
+        }
+    }
+
+    pub(super) fn zero(&self, kb: &mut KernelBuilder, geo: &ConvGeo, tile: Tile) {
+        let nv = geo.in_vectors(tile.n);
+        for r in 0..tile.rows {
+            for &a in &self.vacc[r][..nv / 4] {
+                kb.assign(a, Expr::Splat(Operand::F32(0.0)));
+            }
+            for &a in &self.acc[r][nv..tile.n] {
+                kb.assign(a, Expr::Copy(Operand::F32(0.0)));
+            }
+        }
+    }
+
+    /// `acc[r][t] op= (w·) x[base + r·sy·W + t·sx]` over the tile: `op` is add or sub;
+    /// `weighted` (float layers) multiplies each input by the weight local `w` first.
+    pub(super) fn accumulate(
+        &self,
+        kb: &mut KernelBuilder,
+        geo: &ConvGeo,
+        tile: Tile,
+        op: BinOp,
+        base: &Index,
+        weighted: bool,
+    ) {
+        let nv = geo.in_vectors(tile.n);
+        let buf = geo.x.buf;
+        if weighted && nv > 0 {
+            kb.assign(self.vw, Expr::Splat(self.w.into()));
+        }
+        for r in 0..tile.rows {
+            let row = base.add(idx(r * geo.sy * geo.x.w));
+            for (k, &a) in self.vacc[r][..nv / 4].iter().enumerate() {
+                kb.assign(self.vx, Expr::LoadVec { buf, index: row.add(4 * idx(k)) });
+                if weighted {
+                    kb.binary(self.vx, BinOp::Mul, self.vw, self.vx);
+                }
+                kb.binary(a, op, a, self.vx);
+            }
+            for (t, &a) in self.acc[r].iter().enumerate().take(tile.n).skip(nv) {
+                kb.load(self.x, buf, row.add(idx(t * geo.sx)));
+                if weighted {
+                    kb.binary(self.x, BinOp::Mul, self.w, self.x);
+                }
+                kb.binary(a, op, a, self.x);
+            }
+        }
+    }
+
+    /// `out[at + r·OW + t] = act(s·acc[r][t] + b)` over the tile: the one multiply
+    /// per output.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn epilogue(
+        &self,
+        kb: &mut KernelBuilder,
+        geo: &ConvGeo,
+        tile: Tile,
+        s: Option<Operand>,
+        b: Operand,
+        act: Activation,
+        at: Index,
+    ) {
+        // whole vectors: the same operations lane-wise, one 4-wide store
+        let nv = if act == Activation::Logistic { 0 } else { geo.in_vectors(tile.n) };
+        if nv > 0 {
+            let splat = |kb: &mut KernelBuilder, dst: Local, o: Operand| kb.assign(dst, Expr::Splat(o));
+            splat(kb, self.vs, s.unwrap_or(Operand::F32(1.0)));
+            splat(kb, self.vb, b);
+            for r in 0..tile.rows {
+                for (k, &a) in self.vacc[r][..nv / 4].iter().enumerate() {
+                    match s {
+                        Some(_) => {
+                            kb.binary(self.vx, BinOp::Mul, self.vs, a);
+                            kb.binary(self.vx, BinOp::Add, self.vx, self.vb);
+                        }
+                        None => kb.binary(self.vx, BinOp::Add, a, self.vb),
+                    }
+                    emit_vector_activation(kb, self.vx, self.vw, self.vc, act);
+                    kb.store(Buf::Arena, at.add(idx(r * geo.out.w + 4 * k)), self.vx);
+                }
+            }
+        }
+        for r in 0..tile.rows {
+            for t in nv..tile.n {
+                let a = if t < geo.in_vectors(tile.n) {
+                    let lane = Expr::Extract { v: self.vacc[r][t / 4].into(), lane: (t % 4) as u8 };
+                    kb.assign(self.x, lane);
+                    self.x
+                } else {
+                    self.acc[r][t]
+                };
+                match s {
+                    Some(s) => {
+                        kb.binary(self.v, BinOp::Mul, s, a);
+                        kb.binary(self.v, BinOp::Add, self.v, b);
+                    }
+                    None => kb.binary(self.v, BinOp::Add, a, b),
+                }
+                emit_activation(kb, self.v, self.t, act);
+                kb.store(Buf::Arena, at.add(idx(r * geo.out.w + t)), self.v);
+            }
+        }
+    }
+}
+
+/// The constants of one convolution over its (padded) input.
+pub(super) struct ConvGeo {
+    x: Map,
+    out: Map,
+    k: usize,
+    dilation: usize,
+    sx: usize,
+    sy: usize,
+    groups: usize,
+    cin: usize,
+    coutg: usize,
+    /// Weights per output channel, `cin·k·k`.
+    kk: usize,
+    /// Pixels and rows of a full tile.
+    tile: usize,
+    rows: usize,
+    /// Accumulate in f32x4 (stride 1 only).
+    vectors: bool,
+    channel_outer: bool,
+}
+
+type TileFn<'f> = dyn Fn(&mut KernelBuilder, &Index, &Index, &Index, &Index, Tile) + 'f;
+
+/// Accumulators a tile may keep in registers (x86_64 has 16 vector registers).
+const TILE_REGISTERS: usize = 12;
+
+impl ConvGeo {
+    pub(super) fn new(cv: &Conv, x: Map, out: Map, opts: &LowerOptions) -> ConvGeo {
+        let cin = x.c / cv.groups;
+        let vectors = opts.vectors && cv.stride_x == 1;
+        let per_row = if vectors { opts.tile / 4 + opts.tile % 4 } else { opts.tile };
+        let rows = match opts.tile_rows {
+            0 => (TILE_REGISTERS / per_row.max(1)).clamp(1, 4),
+            r => r,
+        };
+        ConvGeo {
+            x,
+            out,
+            k: cv.size,
+            dilation: cv.dilation,
+            sx: cv.stride_x,
+            sy: cv.stride_y,
+            groups: cv.groups,
+            cin,
+            coutg: cv.filters / cv.groups,
+            kk: cin * cv.size * cv.size,
+            tile: opts.tile,
+            rows: rows.min(out.h).max(1),
+            vectors,
+            channel_outer: 4 * x.numel() <= opts.channel_outer_max_bytes,
+        }
+    }
+
+    /// Pixels of an `n`-pixel row held in vectors.
+    pub(super) fn in_vectors(&self, n: usize) -> usize {
+        if self.vectors {
+            n / 4 * 4
+        } else {
+            0
+        }
+    }
+
+    /// Offset of weight column `j` (input channel, ky, kx) in the padded input.
+    pub(super) fn tap(&self, j: usize) -> i32 {
+        let (c, ky, kx) = (j / (self.k * self.k), (j / self.k) % self.k, j % self.k);
+        (c * self.x.plane() + ky * self.dilation * self.x.w + kx * self.dilation) as i32
+    }
+
+    /// Input element of tap 0 for output `(oy, ox)` of group `g`.
+    pub(super) fn input_at(&self, g: &Index, oy: &Index, ox: &Index) -> Index {
+        Index::at(self.x.off)
+            .plus(&g.scaled(idx(self.cin * self.x.plane())))
+            .plus(&oy.scaled(idx(self.sy * self.x.w)))
+            .plus(&ox.scaled(idx(self.sx)))
+    }
+
+    pub(super) fn out_at(&self, o: &Index, oy: &Index, ox: &Index) -> Index {
+        self.out.at(o, oy, ox)
+    }
+
+    /// Full tiles of `tile` pixels along the row, then the tail.
+    pub(super) fn tiles(&self, kb: &mut KernelBuilder, f: &dyn Fn(&mut KernelBuilder, Index, usize)) {
+        let w = self.out.w;
+        let full = w / self.tile * self.tile;
+        kb.for_range(0, idx(full), idx(self.tile), "ox tile", |kb, ox| f(kb, ox, self.tile));
+        if full < w {
+            f(kb, Index::at(idx(full)), w - full);
+        }
+    }
+
+    /// Groups of `rows` output rows, then the remaining rows.
+    pub(super) fn row_groups(
+        &self,
+        kb: &mut KernelBuilder,
+        note: &str,
+        f: &dyn Fn(&mut KernelBuilder, Index, usize),
+    ) {
+        let h = self.out.h;
+        let full = h / self.rows * self.rows;
+        kb.for_range(0, idx(full), idx(self.rows), note, |kb, oy| f(kb, oy, self.rows));
+        if full < h {
+            f(kb, Index::at(idx(full)), h - full);
+        }
+    }
+
+    /// Output channels (`o`, and group `g`) and row groups in the chosen order; `setup`
+    /// runs at the start of each channel's body, `tile(o, g, oy, ox, tile)` per tile.
+    pub(super) fn channel_loops(
+        &self,
+        kb: &mut KernelBuilder,
+        setup: &dyn Fn(&mut KernelBuilder, &Index),
+        tile: &TileFn,
+    ) {
+        let tiles = |kb: &mut KernelBuilder, o: &Index, g: &Index, oy: &Index, rows: usize| {
+            self.tiles(kb, &|kb, ox, n| tile(kb, o, g, oy, &ox, Tile { n, rows }))
+        };
+        let channels = |kb: &mut KernelBuilder, body: &dyn Fn(&mut KernelBuilder, &Index, &Index)| {
+            kb.for_range(0, idx(self.groups), 1, "group", |kb, g| {
+                kb.for_range(0, idx(self.coutg), 1, "oc", |kb, oc| {
+                    let o = g.scaled(idx(self.coutg)).plus(&oc);
+                    setup(kb, &o);
+                    body(kb, &o, &g)
+                })
+            })
+        };
+        if self.channel_outer {
+            channels(kb, &|kb, o, g| self.row_groups(kb, "oy", &|kb, oy, rows| tiles(kb, o, g, &oy, rows)));
+        } else {
+            self.row_groups(kb, "oy", &|kb, oy, rows| channels(kb, &|kb, o, g| tiles(kb, o, g, &oy, rows)));
+        }
+    }
+}

@@ -1,0 +1,323 @@
+//! Lowering: graph → [`Program`].
+//!
+//! One pass over the layers in Darknet order. Every layer output lives where the
+//! memory plan (`ternc_passes::memory::run`, 4 bytes an element) puts it; views and
+//! elided routes run no code, routes copy only the inputs not written in place.
+//! Shapes, strides, paddings, weights and tap offsets all become constants.
+//!
+//! # Convolution
+//!
+//! Padding is a copy: a `pad` kernel writes the input with its zero border into the
+//! scratch area after the planned arena, so the convolution reads without bounds
+//! checks and every index is affine. Outputs are computed in tiles of
+//! [`LowerOptions::tile`] pixels × [`LowerOptions::tile_rows`] rows, in independent
+//! accumulators, so each tap's table load and loop overhead is shared by the whole
+//! tile; shorter tail tiles cover what is left of a row or of the map. With
+//! [`LowerOptions::vectors`] and stride 1, each group of 4 pixels of a tile row is one
+//! `f32x4` accumulator fed by 4-wide loads (the rest of the row stays scalar). Each
+//! output is `act(s_o·acc + b_o)`: one multiply per output (lane-wise for vectors),
+//! after the accumulation; logistic epilogues extract the lanes and run scalar.
+//!
+//! Ternary layers have two forms ([`TernaryKernel`]):
+//!
+//! - **table**: per output channel, the tap offsets (input channel, ky, kx → element
+//!   offset in the padded input) of its `+1` codes, then of its `−1` codes, in one
+//!   `i32` table; a second table holds each channel's `[+1 start, −1 start, end)`.
+//!   The inner loops are `acc += x[base + tap]` over the `+1` taps and `acc −= ...`
+//!   over the `−1` taps: no multiply, zeros skipped, and code size independent of the
+//!   weights. Costs one table load per tap (amortised over the tile) and two loops
+//!   with table-loaded bounds.
+//! - **unrolled**: the codes are compile-time constants, so each output channel gets
+//!   its own code with one load and add/sub per nonzero tap at a constant offset,
+//!   and its scale and bias as immediates. No table loads and no tap loop, but code
+//!   grows with the number of nonzero weights (times the tile shapes), so it is only
+//!   for small layers ([`LowerOptions::unroll_max_taps`]).
+//!
+//! Float layers keep a dense weight table and a tap-offset table shared by all output
+//! channels: `acc += w·x`.
+//!
+//! Loop order: output channel outermost when the (padded) input fits in
+//! [`LowerOptions::channel_outer_max_bytes`] (the input stays cached while each
+//! channel's taps are read once), output row outermost otherwise (a few input rows
+//! stay cached while all channels' taps are streamed per row).
+
+use ternc_ir::{
+    Activation, Conv, Graph, LayerParams, MaxPool, Op, Region, Reorg, ReorgKind, Route, Shape, Shortcut,
+    ShortcutWeights, Upsample, Yolo,
+};
+use ternc_passes::fold::{self, BN_EPSILON};
+use ternc_passes::memory::{self, MemoryPlan};
+use ternc_passes::ternary::{twn, DEFAULT_THRESHOLD};
+
+use crate::program::*;
+use crate::CodegenError;
+
+mod activation;
+mod conv;
+mod layers;
+
+use activation::*;
+
+/// How ternary convolutions are lowered (module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TernaryKernel {
+    /// Unrolled up to [`LowerOptions::unroll_max_taps`] nonzero codes, table above.
+    #[default]
+    Auto,
+    Table,
+    Unrolled,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LowerOptions {
+    /// Output pixels computed together along a row.
+    pub tile: usize,
+    /// Output rows computed together (`0`: as many as keep about 12 accumulators in
+    /// registers, at most 4).
+    pub tile_rows: usize,
+    /// Accumulate stride-1 convolutions in `f32x4` vectors.
+    pub vectors: bool,
+    pub ternary: TernaryKernel,
+    /// `Auto` unrolls a ternary layer with at most this many nonzero codes.
+    pub unroll_max_taps: usize,
+    /// Output channel outermost when the padded input has at most this many bytes.
+    pub channel_outer_max_bytes: usize,
+}
+
+impl Default for LowerOptions {
+    fn default() -> Self {
+        LowerOptions {
+            tile: 8,
+            tile_rows: 0,
+            vectors: true,
+            ternary: TernaryKernel::Auto,
+            unroll_max_taps: 1024,
+            channel_outer_max_bytes: 512 << 10,
+        }
+    }
+}
+
+/// The graph the compiled backends run: layers flagged `ternary=1` without codes get
+/// TWN codes (per layer, Darknet-TWN's threshold, as the reference interpreter
+/// computes them), then batchnorm is folded (`ternc_passes::fold`) into float weights
+/// and into the ternary layers' per-channel scales.
+pub fn prepare(graph: &Graph) -> Result<Graph, CodegenError> {
+    let mut g = graph.clone();
+    for i in 0..g.num_layers() {
+        let op = &g.layer(i).op;
+        if !(op.is_ternary() && matches!(op, Op::Conv(_))) {
+            continue;
+        }
+        if let Some(p) = g.params.layers.get_mut(&i) {
+            if p.ternary.is_none() && !p.weights.is_empty() {
+                let t = twn(&p.weights, DEFAULT_THRESHOLD);
+                p.ternary = Some(ternc_ir::TernaryParams { codes: t.codes, scales: vec![t.alpha] });
+            }
+        }
+    }
+    fold::run(&mut g).map_err(CodegenError::Invalid)?;
+    Ok(g)
+}
+
+/// Lowers `graph` (best after [`prepare`]; unfolded batchnorm still works, as a
+/// per-channel epilogue) into a verified [`Program`].
+pub fn lower(graph: &Graph, opts: &LowerOptions) -> Result<Program, CodegenError> {
+    if opts.tile == 0 {
+        return Err(CodegenError::Invalid("tile must be at least 1".into()));
+    }
+    let plan = memory::run(graph, 4);
+    plan.validate(graph).map_err(CodegenError::Invalid)?;
+    let plan_len = plan.arena_bytes / 4;
+    let mut l = Lowerer {
+        g: graph,
+        plan: &plan,
+        opts,
+        consts: Vec::new(),
+        kernels: Vec::new(),
+        scratch_off: plan_len,
+        scratch_len: 0,
+    };
+    let mut layers = Vec::with_capacity(graph.num_layers());
+    for i in 0..graph.num_layers() {
+        let first = l.kernels.len();
+        l.layer(i)?;
+        let node = graph.layer(i);
+        let slot = plan.slots[i];
+        let mut note = if plan.views.contains(&i) {
+            format!("view of {}", slot.alias_of.unwrap_or(i))
+        } else if l.kernels.len() == first {
+            "no code".to_string()
+        } else {
+            (first..l.kernels.len()).map(|k| format!("k{k}")).collect::<Vec<_>>().join(" ")
+        };
+        if let Some(r) = slot.alias_of.filter(|&r| r > i) {
+            note.push_str(&format!(", written into route {r}"));
+        }
+        layers.push(LayerOut {
+            layer: i,
+            kind: node.op.type_name().to_string(),
+            shape: node.shape.to_array(),
+            offset: slot.offset / 4,
+            note,
+        });
+    }
+    let mut outputs = graph.heads();
+    if outputs.is_empty() {
+        outputs.extend(graph.num_layers().checked_sub(1));
+    }
+    let program = Program {
+        name: graph.name.clone(),
+        input_shape: graph.input_shape().to_array(),
+        arena_len: plan_len + l.scratch_len,
+        plan_len,
+        consts: l.consts,
+        kernels: l.kernels,
+        layers,
+        outputs,
+    };
+    program.verify().map_err(CodegenError::Invalid)?;
+    Ok(program)
+}
+
+/// A `[c, h, w]` feature map at element `off` of a buffer.
+#[derive(Debug, Clone, Copy)]
+struct Map {
+    buf: Buf,
+    off: i64,
+    c: usize,
+    h: usize,
+    w: usize,
+}
+
+impl Map {
+    fn plane(&self) -> usize {
+        self.h * self.w
+    }
+    fn numel(&self) -> usize {
+        self.c * self.plane()
+    }
+    /// Element `(c, y, x)`.
+    fn at(&self, c: &Index, y: &Index, x: &Index) -> Index {
+        Index::at(self.off).plus(&c.scaled(self.plane() as i64)).plus(&y.scaled(self.w as i64)).plus(x)
+    }
+}
+
+struct Lowerer<'a> {
+    g: &'a Graph,
+    plan: &'a MemoryPlan,
+    opts: &'a LowerOptions,
+    consts: Vec<ConstTable>,
+    kernels: Vec<Kernel>,
+    /// Floats: where the scratch area starts, and how much of it is used.
+    scratch_off: usize,
+    scratch_len: usize,
+}
+
+/// Per-channel epilogue `y = act(s·acc + b)`.
+struct Epilogue {
+    scale: Vec<f32>,
+    bias: Vec<f32>,
+    act: Activation,
+}
+
+fn idx(v: usize) -> i64 {
+    v as i64
+}
+
+impl<'a> Lowerer<'a> {
+    fn unsupported(&self, i: usize, what: impl Into<String>) -> CodegenError {
+        CodegenError::Unsupported { layer: i, op: self.g.layer(i).op.type_name(), what: what.into() }
+    }
+
+    fn table(&mut self, name: String, data: ConstData) -> Buf {
+        self.consts.push(ConstTable { name, data });
+        Buf::Const(self.consts.len() - 1)
+    }
+
+    fn map_of(&self, layer: Option<usize>, shape: Shape) -> Map {
+        let (buf, off) = match layer {
+            Some(l) => (Buf::Arena, idx(self.plan.slots[l].offset / 4)),
+            None => (Buf::Input, 0),
+        };
+        Map { buf, off, c: shape.c, h: shape.h, w: shape.w }
+    }
+
+    /// The inputs of layer `i` and its output.
+    fn maps(&self, i: usize) -> (Vec<Map>, Map) {
+        let n = self.g.layers[i];
+        let ins = self
+            .g
+            .inputs(n)
+            .into_iter()
+            .map(|s| self.map_of(self.g.node(s).layer, self.g.node(s).shape))
+            .collect();
+        (ins, self.map_of(Some(i), self.g.layer(i).shape))
+    }
+
+    fn layer(&mut self, i: usize) -> Result<(), CodegenError> {
+        if self.plan.views.contains(&i) {
+            return Ok(());
+        }
+        let (ins, out) = self.maps(i);
+        let op = &self.g.layer(i).op;
+        match op {
+            Op::Conv(cv) => self.conv(i, cv, ins[0], out),
+            Op::MaxPool(p) => self.maxpool(i, p, ins[0], out),
+            Op::Route(r) => {
+                self.route(i, r, &ins, out);
+                Ok(())
+            }
+            Op::Upsample(u) => self.upsample(i, u, ins[0], out),
+            Op::Shortcut(s) => self.shortcut(i, s, &ins, out),
+            Op::Reorg(r) => self.reorg(i, r, ins[0], out),
+            Op::AvgPool => {
+                self.avgpool(i, ins[0], out);
+                Ok(())
+            }
+            Op::Yolo(y) => {
+                self.yolo(i, y, ins[0], out);
+                Ok(())
+            }
+            Op::Region(r) => {
+                self.region(i, r, ins[0], out);
+                Ok(())
+            }
+            Op::Dropout(_) | Op::Cost(_) => {
+                let mut kb = KernelBuilder::new(format!("copy {i}"), Some(i));
+                copy(&mut kb, ins[0].buf, ins[0].off, out.off, out.numel());
+                self.kernels.push(kb.finish());
+                Ok(())
+            }
+            Op::Input => Err(CodegenError::Invalid(format!("layer {i} is an input"))),
+            Op::Connected(_) | Op::ScaleChannels(_) | Op::Sam(_) | Op::Softmax(_) => {
+                Err(self.unsupported(i, "this layer type"))
+            }
+        }
+    }
+}
+
+/// `dst[out.off + start + j] = f(src[x.off + start + j])` for `j < len`, `f` acting on `v`.
+fn elementwise(
+    kb: &mut KernelBuilder,
+    x: Map,
+    out: Map,
+    start: usize,
+    len: usize,
+    f: impl FnOnce(&mut KernelBuilder),
+    v: Local,
+) {
+    kb.for_range(0, idx(len), 1, "", |kb, j| {
+        kb.load(v, x.buf, j.add(x.off + idx(start)));
+        f(kb);
+        kb.store(Buf::Arena, j.add(out.off + idx(start)), v);
+    });
+}
+
+/// `dst[d..d+len] = src[s..s+len]`.
+fn copy(kb: &mut KernelBuilder, buf: Buf, s: i64, d: i64, len: usize) {
+    let v = kb.local(Ty::F32);
+    kb.for_range(0, idx(len), 1, "copy", |kb, j| {
+        kb.load(v, buf, j.add(s));
+        kb.store(Buf::Arena, j.add(d), v);
+    });
+}
