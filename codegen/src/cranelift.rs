@@ -41,6 +41,23 @@ extern "C" fn ternc_expf(x: f32) -> f32 {
     x.exp()
 }
 
+/// `tanhf`: Rust's `f32::tanh`, as the reference interpreter's gelu.
+extern "C" fn ternc_tanhf(x: f32) -> f32 {
+    x.tanh()
+}
+
+/// `log1pf`: Rust's `f32::ln_1p`, as the reference interpreter's mish.
+extern "C" fn ternc_log1pf(x: f32) -> f32 {
+    x.ln_1p()
+}
+
+/// The [`MathFn`]s lowered as calls (floor is an instruction), with their symbols.
+const CALLED: [(MathFn, &str, extern "C" fn(f32) -> f32); 3] = [
+    (MathFn::Exp, "ternc_expf", ternc_expf),
+    (MathFn::Tanh, "ternc_tanhf", ternc_tanhf),
+    (MathFn::Log1p, "ternc_log1pf", ternc_log1pf),
+];
+
 const BACKEND: &str = "cranelift";
 
 fn backend_err(e: impl std::fmt::Display) -> CodegenError {
@@ -167,11 +184,13 @@ pub fn compile(program: &Program) -> Result<Compiled, CodegenError> {
     program.verify().map_err(CodegenError::Invalid)?;
     let consts = ConstBlob::new(program);
     let mut builder = JITBuilder::with_isa(host_isa()?, default_libcall_names());
-    builder.symbol("ternc_expf", ternc_expf as *const u8);
+    for (_, name, f) in CALLED {
+        builder.symbol(name, f as *const u8);
+    }
     let mut module = JITModule::new(builder);
     let mut ctx = module.make_context();
     let mut fctx = FunctionBuilderContext::new();
-    let expf = declare_expf(&mut module)?;
+    let math = declare_math(&mut module)?;
     let mut ids = Vec::with_capacity(program.kernels.len());
     for (k, kernel) in program.kernels.iter().enumerate() {
         let sig = kernel_signature(&module);
@@ -184,7 +203,7 @@ pub fn compile(program: &Program) -> Result<Compiled, CodegenError> {
             id,
             module.target_config(),
             &mut fctx,
-            |f| module.declare_func_in_func(expf, f),
+            |f| math.map(|id| module.declare_func_in_func(id, f)),
         );
         module
             .define_function(id, &mut ctx)
@@ -218,11 +237,16 @@ fn kernel_signature(module: &JITModule) -> Signature {
     sig
 }
 
-fn declare_expf(module: &mut JITModule) -> Result<FuncId, CodegenError> {
+/// The imported [`CALLED`] helpers, in that order.
+fn declare_math(module: &mut JITModule) -> Result<[FuncId; CALLED.len()], CodegenError> {
     let mut sig = module.make_signature();
     sig.params.push(AbiParam::new(types::F32));
     sig.returns.push(AbiParam::new(types::F32));
-    module.declare_function("ternc_expf", Linkage::Import, &sig).map_err(backend_err)
+    let mut ids = Vec::with_capacity(CALLED.len());
+    for (_, name, _) in CALLED {
+        ids.push(module.declare_function(name, Linkage::Import, &sig).map_err(backend_err)?);
+    }
+    Ok(ids.try_into().expect("one id per helper"))
 }
 
 /// A kernel's CLIF, for tests and debugging.
@@ -246,13 +270,13 @@ pub fn inspect(program: &Program, k: usize) -> Result<KernelClif, CodegenError> 
     let kernel = program.kernels.get(k).ok_or_else(|| CodegenError::Invalid(format!("no kernel k{k}")))?;
     let isa = host_isa()?;
     let mut module = JITModule::new(JITBuilder::with_isa(isa, default_libcall_names()));
-    let expf = declare_expf(&mut module)?;
+    let math = declare_math(&mut module)?;
     let sig = kernel_signature(&module);
     let id = module.declare_function("k", Linkage::Local, &sig).map_err(backend_err)?;
     let offsets = ConstBlob::new(program).offsets;
     let mut fctx = FunctionBuilderContext::new();
     let func = build_function(program, kernel, &offsets, sig, id, module.target_config(), &mut fctx, |f| {
-        module.declare_func_in_func(expf, f)
+        math.map(|id| module.declare_func_in_func(id, f))
     });
     let mut ctx = Context::for_function(func);
     let clif = ctx.func.display().to_string();
@@ -319,7 +343,8 @@ struct Translator<'a, 'b> {
     loops: Vec<Option<LoopVars>>,
     /// `input`, `arena`, `consts`.
     params: [Value; 3],
-    expf: ir::FuncRef,
+    /// The [`CALLED`] helpers, in that order.
+    math: [ir::FuncRef; CALLED.len()],
     ptr: ir::Type,
 }
 
@@ -332,11 +357,11 @@ fn build_function(
     id: FuncId,
     target: TargetFrontendConfig,
     fctx: &mut FunctionBuilderContext,
-    declare_expf: impl FnOnce(&mut Function) -> ir::FuncRef,
+    declare_math: impl FnOnce(&mut Function) -> [ir::FuncRef; CALLED.len()],
 ) -> Function {
     let ptr = sig.params[0].value_type;
     let mut func = Function::with_name_signature(UserFuncName::user(0, id.as_u32()), sig);
-    let expf = declare_expf(&mut func);
+    let math = declare_math(&mut func);
     let mut b = FunctionBuilder::new(&mut func, fctx);
     let entry = b.create_block();
     b.append_block_params_for_function_params(entry);
@@ -362,7 +387,7 @@ fn build_function(
         local_tys: &kernel.locals,
         loops: (0..kernel.vars).map(|_| None).collect(),
         params,
-        expf,
+        math,
         ptr,
     };
     tx.block(&kernel.body);
@@ -513,9 +538,18 @@ impl Translator<'_, '_> {
                     self.b.ins().select(c, t, o)
                 }
             }
-            Expr::Call { f: MathFn::Exp, arg } => {
+            Expr::Insert { v, lane, x } => {
+                let (v, x) = (self.operand(*v), self.operand(*x));
+                self.b.ins().insertlane(v, x, *lane)
+            }
+            Expr::Call { f: MathFn::Floor, arg } => {
                 let a = self.operand(*arg);
-                let call = self.b.ins().call(self.expf, &[a]);
+                self.b.ins().floor(a)
+            }
+            Expr::Call { f, arg } => {
+                let a = self.operand(*arg);
+                let k = CALLED.iter().position(|c| c.0 == *f).expect("every other helper is called");
+                let call = self.b.ins().call(self.math[k], &[a]);
                 self.b.inst_results(call)[0]
             }
         }

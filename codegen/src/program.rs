@@ -42,9 +42,10 @@
 //!
 //! One 128-bit type, [`Ty::F32x4`]: [`Expr::LoadVec`] reads 4 consecutive `f32` at an
 //! index (the verifier checks `index + 3`), a store of an `f32x4` writes 4,
-//! [`Expr::Splat`] broadcasts a scalar, [`Expr::Extract`] reads a lane, and add, sub,
-//! mul, div, max, min and compare-and-select (all operands vectors) work lane-wise.
-//! Calls stay scalar for now. A backend without vectors can lower them lane by lane; `I32x4` (int8
+//! [`Expr::Splat`] broadcasts a scalar, [`Expr::Extract`] reads a lane,
+//! [`Expr::Insert`] replaces one, and add, sub, mul, div, max, min and
+//! compare-and-select (all operands vectors) work lane-wise. Calls ([`MathFn`]) stay
+//! scalar for now: vector activations that need them run lane by lane. A backend without vectors can lower them lane by lane; `I32x4` (int8
 //! activations) and wider vectors fit the same scheme.
 
 use std::collections::HashSet;
@@ -378,18 +379,31 @@ impl fmt::Display for Cmp {
     }
 }
 
-/// Math helpers a backend provides as calls (or intrinsics).
+/// Math helpers a backend provides as calls (or intrinsics), all `f32 -> f32`. Each is
+/// the function Rust's `f32` methods compute (which the reference interpreter uses),
+/// so results match it bit for bit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MathFn {
-    /// `f32 -> f32`, the C library's `expf` (Rust's `f32::exp`), so results match the
-    /// reference interpreter bit for bit.
+    /// `expf` (`f32::exp`).
     Exp,
+    /// `tanhf` (`f32::tanh`).
+    Tanh,
+    /// `log1pf` (`f32::ln_1p`).
+    Log1p,
+    /// `floorf` (`f32::floor`): exact, so any correct floor (an instruction) will do.
+    Floor,
 }
 
 impl MathFn {
+    /// Every helper, for backends that declare them up front.
+    pub const ALL: [MathFn; 4] = [MathFn::Exp, MathFn::Tanh, MathFn::Log1p, MathFn::Floor];
+
     pub fn name(self) -> &'static str {
         match self {
             MathFn::Exp => "expf",
+            MathFn::Tanh => "tanhf",
+            MathFn::Log1p => "log1pf",
+            MathFn::Floor => "floorf",
         }
     }
 }
@@ -413,6 +427,12 @@ pub enum Expr {
     Extract {
         v: Operand,
         lane: u8,
+    },
+    /// The `f32x4` `v` with lane `lane` (0..4) replaced by the f32 `x`.
+    Insert {
+        v: Operand,
+        lane: u8,
+        x: Operand,
     },
     Unary {
         op: UnOp,
@@ -719,9 +739,13 @@ impl<'p> Verifier<'p> {
                 }
                 t
             }
-            Expr::Call { f: MathFn::Exp, arg } => match self.operand(*arg)? {
+            Expr::Insert { v, lane, x } => match (self.operand(*v)?, self.operand(*x)?) {
+                (Ty::F32x4, Ty::F32) if *lane < 4 => Ty::F32x4,
+                (t, u) => return Err(format!("insert of {u} into lane {lane} of {t}")),
+            },
+            Expr::Call { f, arg } => match self.operand(*arg)? {
                 Ty::F32 => Ty::F32,
-                t => return Err(format!("expf of {t}")),
+                t => return Err(format!("{} of {t}", f.name())),
             },
         })
     }
@@ -849,6 +873,7 @@ fn write_expr(s: &mut String, k: &Kernel, dst: Local, e: &Expr) {
         Expr::LoadVec { buf, index } => write!(s, "load.x4 {buf}[{index}]"),
         Expr::Splat(o) => write!(s, "splat {o}"),
         Expr::Extract { v, lane } => write!(s, "extract {v}, {lane}"),
+        Expr::Insert { v, lane, x } => write!(s, "insert {v}, {lane}, {x}"),
         Expr::Unary { op: UnOp::Neg, a } => write!(s, "{p}neg {a}"),
         Expr::Binary { op, a, b } => write!(s, "{p}{} {a}, {b}", op.name()),
         Expr::Select { cmp, lhs, rhs, then, otherwise } => {

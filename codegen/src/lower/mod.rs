@@ -97,15 +97,16 @@ impl Default for LowerOptions {
     }
 }
 
-/// The graph the compiled backends run: layers flagged `ternary=1` without codes get
-/// TWN codes (per layer, Darknet-TWN's threshold, as the reference interpreter
-/// computes them), then batchnorm is folded (`ternc_passes::fold`) into float weights
-/// and into the ternary layers' per-channel scales.
+/// The graph the compiled backends run: layers flagged `ternary=1` without codes
+/// (convolutional or connected) get TWN codes (per layer, Darknet-TWN's threshold, as
+/// the reference interpreter computes them), then batchnorm is folded
+/// (`ternc_passes::fold`) into float weights and into the ternary layers' per-channel
+/// scales.
 pub fn prepare(graph: &Graph) -> Result<Graph, CodegenError> {
     let mut g = graph.clone();
     for i in 0..g.num_layers() {
         let op = &g.layer(i).op;
-        if !(op.is_ternary() && matches!(op, Op::Conv(_))) {
+        if !op.is_ternary() {
             continue;
         }
         if let Some(p) = g.params.layers.get_mut(&i) {
@@ -261,7 +262,12 @@ impl<'a> Lowerer<'a> {
         let (ins, out) = self.maps(i);
         let op = &self.g.layer(i).op;
         match op {
-            Op::Conv(cv) => self.conv(i, cv, ins[0], out),
+            Op::Conv(cv) => {
+                self.conv(i, cv, ins[0], out)?;
+                self.channel_activation(i, cv.activation, out);
+                Ok(())
+            }
+            Op::Connected(c) => self.connected(i, c, ins[0], out),
             Op::MaxPool(p) => self.maxpool(i, p, ins[0], out),
             Op::Route(r) => {
                 self.route(i, r, &ins, out);
@@ -288,10 +294,19 @@ impl<'a> Lowerer<'a> {
                 self.kernels.push(kb.finish());
                 Ok(())
             }
-            Op::Input => Err(CodegenError::Invalid(format!("layer {i} is an input"))),
-            Op::Connected(_) | Op::ScaleChannels(_) | Op::Sam(_) | Op::Softmax(_) => {
-                Err(self.unsupported(i, "this layer type"))
+            Op::ScaleChannels(s) => {
+                self.scale_channels(i, s, &ins, out);
+                Ok(())
             }
+            Op::Sam(s) => {
+                self.sam(i, s, &ins, out);
+                Ok(())
+            }
+            Op::Softmax(s) => {
+                self.softmax(i, s, ins[0], out);
+                Ok(())
+            }
+            Op::Input => Err(CodegenError::Invalid(format!("layer {i} is an input"))),
         }
     }
 }
