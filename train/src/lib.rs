@@ -1,5 +1,31 @@
-//! Training on the ternc IR.
+//! Training on the ternc IR: batched forward and backward over the same graph the
+//! compiler reads, Darknet's `[yolo]` and `[region]` losses, and its SGD optimiser with
+//! the `[net]` learning-rate schedule.
 //!
-//! Will hold forward and backward passes over the same graph, Darknet's losses and
-//! learning-rate policies, datasets in Darknet layout, straight-through ternarization,
-//! stage plans, checkpoints and mAP evaluation.
+//! Conventions (Darknet's): a delta is `−∂loss/∂output`, the direction that lowers the
+//! loss; parameter `*_updates` accumulate `−∂loss/∂parameter` over the images of a
+//! batch and double as the momentum buffer (see [`sgd`]).
+//!
+//! ```text
+//! Network::new(&graph, mini_batch)        buffers for one mini-batch
+//! Trainer::new(&graph)?.step(images, truths)  forward, losses, backward per
+//!                                             subdivision, then one SGD update
+//! ```
+
+mod activation;
+pub mod conv;
+pub mod error;
+pub mod layers;
+mod linalg;
+pub mod loss;
+pub mod network;
+mod scratch;
+pub mod sgd;
+pub mod trainer;
+pub mod transform;
+
+pub use error::{Result, TrainError};
+pub use loss::{HeadStats, Truth};
+pub use network::{Kind, Network, Src};
+pub use trainer::{StepStats, Trainer};
+pub use transform::{Twn, WeightTransform};

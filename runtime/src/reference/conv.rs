@@ -117,9 +117,10 @@ impl Disjoint {
 }
 
 /// Darknet's `im2col_cpu_ext` for output rows `oy0..oy1`: rows `(channel, ky, kx)`,
-/// columns output pixels; taps outside the (zero-padded) input read 0.
+/// columns output pixels; taps outside the (zero-padded) input read 0. Public for
+/// the training engine, whose backward pass rebuilds the same columns.
 #[allow(clippy::too_many_arguments)]
-fn im2col(
+pub fn im2col(
     x: &[f32],
     h: usize,
     w: usize,

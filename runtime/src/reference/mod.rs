@@ -12,7 +12,7 @@ use ternc_ir::{Graph, Op, Shape, ShortcutWeights};
 use ternc_passes::ternary::{ternarize_layer, DEFAULT_THRESHOLD};
 
 pub use activation::activate;
-pub use conv::{conv2d, matmul, Epilogue};
+pub use conv::{conv2d, im2col, matmul, Epilogue};
 
 use crate::Tensor;
 
