@@ -33,8 +33,8 @@ use cranelift_module::{default_libcall_names, FuncId, Linkage, Module};
 use crate::program::*;
 use crate::CodegenError;
 
-/// A compiled kernel: `(input, arena, consts)`.
-pub type KernelFn = unsafe extern "C" fn(*const f32, *mut f32, *const u8);
+/// `(input, arena, consts, part, parts)`: see [`Compiled::run_kernel_part`].
+pub type KernelFn = unsafe extern "C" fn(*const f32, *mut f32, *const u8, usize, usize);
 
 /// `expf` for generated code: Rust's `f32::exp`, which the reference interpreter uses.
 extern "C" fn ternc_expf(x: f32) -> f32 {
@@ -168,7 +168,34 @@ impl Compiled {
         // SAFETY: the program passed `Program::verify`, so every access of every kernel
         // stays inside `input_len`, `arena_len` and the constant tables (all checked
         // above or owned here); the input and consts are only read.
-        unsafe { (self.fns[k])(input.as_ptr(), arena.as_mut_ptr(), self.consts.as_ptr()) }
+        unsafe { (self.fns[k])(input.as_ptr(), arena.as_mut_ptr(), self.consts.as_ptr(), 0, 1) }
+    }
+
+    /// Runs part `part` of `parts` of kernel `k` (see `Loop::parallel`): called once
+    /// for every part, on any threads, the parts together do what
+    /// [`run_kernel`](Self::run_kernel) does.
+    ///
+    /// # Safety
+    /// `input` and `arena` must point to at least the program's input and arena
+    /// lengths of floats, and `part < parts`. Only parts of the same parallel kernel
+    /// may run at the same time on one arena (they write disjoint elements), and
+    /// nothing else may access the arena meanwhile.
+    pub unsafe fn run_kernel_part(
+        &self,
+        k: usize,
+        input: *const f32,
+        arena: *mut f32,
+        part: usize,
+        parts: usize,
+    ) {
+        debug_assert!(part < parts);
+        // SAFETY: as `run_kernel`, with the caller's guarantees for the pointers.
+        unsafe { (self.fns[k])(input, arena, self.consts.as_ptr(), part, parts) }
+    }
+
+    /// Buffer lengths the kernels need, in floats: `(input, arena)`.
+    pub fn buffer_lens(&self) -> (usize, usize) {
+        (self.input_len, self.arena_len)
     }
 
     /// Runs every kernel in order.
@@ -233,7 +260,7 @@ pub fn compile(program: &Program) -> Result<Compiled, CodegenError> {
 fn kernel_signature(module: &JITModule) -> Signature {
     let ptr = module.target_config().pointer_type();
     let mut sig = module.make_signature();
-    sig.params.extend([AbiParam::new(ptr); 3]);
+    sig.params.extend([AbiParam::new(ptr); 5]);
     sig
 }
 
@@ -341,8 +368,8 @@ struct Translator<'a, 'b> {
     locals: Vec<Variable>,
     local_tys: &'a [Ty],
     loops: Vec<Option<LoopVars>>,
-    /// `input`, `arena`, `consts`.
-    params: [Value; 3],
+    /// `input`, `arena`, `consts`, `part`, `parts`.
+    params: [Value; 5],
     /// The [`CALLED`] helpers, in that order.
     math: [ir::FuncRef; CALLED.len()],
     ptr: ir::Type,
@@ -367,7 +394,7 @@ fn build_function(
     b.append_block_params_for_function_params(entry);
     b.switch_to_block(entry);
     let p = b.block_params(entry);
-    let params = [p[0], p[1], p[2]];
+    let params = [p[0], p[1], p[2], p[3], p[4]];
     let locals = kernel
         .locals
         .iter()
@@ -604,14 +631,33 @@ impl Translator<'_, '_> {
         }
     }
 
+    /// This call's share of a parallel loop of `n` iterations: iterations
+    /// `[n·part/parts, n·(part+1)/parts)`, as loop-variable values.
+    fn share(&mut self, l: &Loop, n: i64) -> (Value, Value) {
+        let Bound::Const(first) = l.start else { unreachable!("the verifier rejects table-bound parallel loops") };
+        let [.., part, parts] = self.params;
+        let at = |tx: &mut Self, k: Value| {
+            let i = tx.b.ins().imul_imm_s(k, n);
+            let i = tx.b.ins().udiv(i, parts);
+            let i = tx.b.ins().imul_imm_s(i, l.step);
+            tx.b.ins().iadd_imm_s(i, first)
+        };
+        let start = at(self, part);
+        let next = self.b.ins().iadd_imm_s(part, 1);
+        let end = at(self, next);
+        (start, end)
+    }
+
     fn emit_loop(&mut self, l: &Loop) {
         let trips = l.const_trips();
         if trips == Some(0) {
             return;
         }
         let ptr = self.ptr;
-        let start = self.bound(l.start);
-        let end = self.bound(l.end);
+        let (start, end) = match trips {
+            Some(n) if l.parallel => self.share(l, n),
+            _ => (self.bound(l.start), self.bound(l.end)),
+        };
         let counter = self.b.declare_var(ptr);
         self.b.def_var(counter, start);
         let mut set = BTreeSet::new();
@@ -620,15 +666,15 @@ impl Translator<'_, '_> {
         for stride in set {
             let var = self.b.declare_var(ptr);
             let init = match l.start {
-                Bound::Const(s) => self.b.ins().iconst(ptr, s * stride),
-                Bound::Local(_) => self.times(start, stride),
+                Bound::Const(s) if !l.parallel => self.b.ins().iconst(ptr, s * stride),
+                _ => self.times(start, stride),
             };
             self.b.def_var(var, init);
             strides.push((stride, var));
         }
         let body = self.b.create_block();
         let exit = self.b.create_block();
-        if trips.is_none() {
+        if trips.is_none() || l.parallel {
             let go = self.b.ins().icmp(IntCC::SignedLessThan, start, end);
             self.b.ins().brif(go, body, &[], exit, &[]);
         } else {

@@ -482,6 +482,12 @@ pub struct Loop {
     pub step: i64,
     /// What the loop runs over (`oc`, `oy`, ...), for the dump only.
     pub note: String,
+    /// The iterations may run on different threads: a kernel called as part `t` of
+    /// `T` runs only its share `[n·t/T, n·(t+1)/T)` of this loop's `n` iterations.
+    /// Iterations write disjoint elements (the lowering guarantees it); the verifier
+    /// checks that parallel loops have constant bounds, do not nest, and that every
+    /// store of a kernel that has one lies inside one.
+    pub parallel: bool,
     pub body: Vec<Stmt>,
 }
 
@@ -515,6 +521,16 @@ pub struct Kernel {
     /// Number of loop variables.
     pub vars: u32,
     pub body: Vec<Stmt>,
+}
+
+impl Kernel {
+    /// Whether the kernel has parallel loops, so it may be split across threads.
+    pub fn is_parallel(&self) -> bool {
+        fn any(b: &[Stmt]) -> bool {
+            b.iter().any(|s| matches!(s, Stmt::Loop(l) if l.parallel || any(&l.body)))
+        }
+        any(&self.body)
+    }
 }
 
 /// Where one Darknet layer's output lives once its kernels ran.
@@ -632,6 +648,10 @@ struct Verifier<'p> {
     /// a load from an integer constant table.
     ranges: Vec<Option<Range>>,
     defined: HashSet<Local>,
+    /// Whether the kernel splits across threads, and whether we are inside a
+    /// parallel loop.
+    parallel_kernel: bool,
+    in_parallel: bool,
 }
 
 impl<'p> Verifier<'p> {
@@ -669,6 +689,8 @@ impl<'p> Verifier<'p> {
             vars: vec![None; kernel.vars as usize],
             ranges: ranges.into_iter().map(Option::flatten).collect(),
             defined: HashSet::new(),
+            parallel_kernel: kernel.is_parallel(),
+            in_parallel: false,
         }
     }
 
@@ -814,6 +836,9 @@ impl<'p> Verifier<'p> {
                     self.defined.insert(*dst);
                 }
                 Stmt::Store { buf, index, value } => {
+                    if self.parallel_kernel && !self.in_parallel {
+                        return Err("a store outside the parallel loops would run on every thread".into());
+                    }
                     if *buf != Buf::Arena {
                         return Err(format!("store to read-only buffer {buf}"));
                     }
@@ -834,6 +859,9 @@ impl<'p> Verifier<'p> {
                     if l.const_trips() == Some(0) {
                         return Err(format!("{}: the loop never runs", l.var));
                     }
+                    if l.parallel && (self.in_parallel || l.const_trips().is_none()) {
+                        return Err(format!("{}: parallel loops need constant bounds and do not nest", l.var));
+                    }
                     let (s, _) = self.bound(l.start)?;
                     let (_, e) = self.bound(l.end)?;
                     let last = match l.const_trips() {
@@ -850,7 +878,10 @@ impl<'p> Verifier<'p> {
                     // (an empty range means the body never runs: any value is sound)
                     self.vars[slot] = Some((s_lo, last.max(s_lo)));
                     let saved = self.defined.clone();
+                    let outer = self.in_parallel;
+                    self.in_parallel |= l.parallel;
                     self.stmts(&l.body)?;
+                    self.in_parallel = outer;
                     // definitions inside a loop do not reach past it (it may not run)
                     self.defined = saved;
                     self.vars[slot] = None;
@@ -902,7 +933,8 @@ fn write_block(s: &mut String, k: &Kernel, body: &[Stmt], depth: usize) {
             Stmt::Loop(l) => {
                 let step = if l.step == 1 { String::new() } else { format!(" step {}", l.step) };
                 let note = if l.note.is_empty() { String::new() } else { format!("  # {}", l.note) };
-                let _ = writeln!(s, "{pad}for {} in {}..{}{step} {{{note}", l.var, l.start, l.end);
+                let par = if l.parallel { " parallel" } else { "" };
+                let _ = writeln!(s, "{pad}for {} in {}..{}{step}{par} {{{note}", l.var, l.start, l.end);
                 write_block(s, k, &l.body, depth + 1);
                 let _ = writeln!(s, "{pad}}}");
             }
@@ -1009,11 +1041,13 @@ pub struct KernelBuilder {
     locals: Vec<Ty>,
     vars: u32,
     stack: Vec<Vec<Stmt>>,
+    /// The next loop emitted is parallel.
+    parallel: bool,
 }
 
 impl KernelBuilder {
     pub fn new(name: impl Into<String>, layer: Option<usize>) -> Self {
-        KernelBuilder { name: name.into(), layer, locals: Vec::new(), vars: 0, stack: vec![Vec::new()] }
+        KernelBuilder { name: name.into(), layer, locals: Vec::new(), vars: 0, stack: vec![Vec::new()], parallel: false }
     }
 
     /// A fresh local of type `ty`.
@@ -1062,6 +1096,23 @@ impl KernelBuilder {
         }
     }
 
+    /// A parallel loop (see [`Loop::parallel`]): emitted even for one iteration, so
+    /// that the work it holds runs on one thread only. Zero iterations emit nothing.
+    pub fn for_parallel(
+        &mut self,
+        start: i64,
+        end: i64,
+        step: i64,
+        note: &str,
+        f: impl FnOnce(&mut Self, Index),
+    ) {
+        if end > start {
+            self.parallel = true;
+            self.emit_loop(Bound::Const(start), Bound::Const(end), step, note, |kb, v| f(kb, Index::var(v)));
+            self.parallel = false;
+        }
+    }
+
     /// A loop over `start..end` with table-loaded bounds (step 1).
     pub fn for_table(&mut self, start: Local, end: Local, note: &str, f: impl FnOnce(&mut Self, Var)) {
         self.emit_loop(Bound::Local(start), Bound::Local(end), 1, note, f);
@@ -1070,10 +1121,11 @@ impl KernelBuilder {
     fn emit_loop(&mut self, start: Bound, end: Bound, step: i64, note: &str, f: impl FnOnce(&mut Self, Var)) {
         let var = Var(self.vars);
         self.vars += 1;
+        let parallel = std::mem::take(&mut self.parallel);
         self.stack.push(Vec::new());
         f(self, var);
         let body = self.stack.pop().expect("pushed above");
-        self.push(Stmt::Loop(Loop { var, start, end, step, note: note.to_string(), body }));
+        self.push(Stmt::Loop(Loop { var, start, end, step, note: note.to_string(), parallel, body }));
     }
 
     pub fn finish(mut self) -> Kernel {

@@ -1,6 +1,7 @@
 //! What the Cranelift backend emits for a ternary convolution: its accumulation loops
 //! hold loads, adds and subtracts only; the one multiply per output sits in the
-//! epilogue, outside them; address arithmetic never multiplies.
+//! epilogue, outside them; address arithmetic never multiplies (only the share of a
+//! parallel loop each thread runs is computed with a multiply, once per loop entry).
 
 use std::path::Path;
 
@@ -39,6 +40,53 @@ fn count(text: &str, op: &str) -> usize {
         .count()
 }
 
+/// Integer multiplies other than those finding a thread's share of a parallel loop
+/// (`part·n / parts`, then times the step and the strides, once per loop entry):
+/// an `imul` is allowed when its result feeds a `udiv` or one of its operands
+/// derives from a `udiv`.
+fn stray_imuls(text: &str) -> usize {
+    use std::collections::{HashMap, HashSet};
+    // `v5 = imul v3, v4` -> ("v5", "imul", ["v3", "v4"])
+    let insts: Vec<(String, String, Vec<String>)> = text
+        .lines()
+        .filter_map(|l| {
+            let (dst, rhs) = l.trim().split_once(" = ")?;
+            let mut words = rhs.split_whitespace();
+            let op = words.next()?.split('.').next()?.to_string();
+            let args = words.map(|w| w.trim_matches(',').to_string()).filter(|w| w.starts_with('v')).collect();
+            Some((dst.to_string(), op, args))
+        })
+        .collect();
+    let mut tainted: HashSet<&str> = HashSet::new();
+    loop {
+        let before = tainted.len();
+        for (dst, op, args) in &insts {
+            if op == "udiv" || args.iter().any(|a| tainted.contains(a.as_str())) {
+                tainted.insert(dst);
+            }
+        }
+        if tainted.len() == before {
+            break;
+        }
+    }
+    let mut feeds_udiv: HashMap<&str, bool> = HashMap::new();
+    for (_, op, args) in &insts {
+        if op == "udiv" {
+            for a in args {
+                feeds_udiv.insert(a, true);
+            }
+        }
+    }
+    insts
+        .iter()
+        .filter(|(dst, op, args)| {
+            op.starts_with("imul")
+                && !feeds_udiv.contains_key(dst.as_str())
+                && !args.iter().any(|a| tainted.contains(a.as_str()))
+        })
+        .count()
+}
+
 fn lowered(ternary: bool, form: TernaryKernel) -> Program {
     let opts = LowerOptions { ternary: form, ..Default::default() };
     lower(&graph(ternary), &opts).unwrap()
@@ -67,7 +115,7 @@ fn ternary_table_kernel_accumulates_without_multiplies() {
     // rows of 8 pixels (two vectors) + 2 (scalars), in groups of 4 rows and 2
     assert_eq!(count(&c.clif, "store"), 4 * (2 + 2) + 2 * (2 + 2));
     for text in [&c.clif, &c.optimized] {
-        assert_eq!(count(text, "imul"), 0, "{text}");
+        assert_eq!(stray_imuls(text), 0, "{text}");
     }
 }
 
@@ -78,7 +126,7 @@ fn ternary_unrolled_kernel_has_one_multiply_per_output() {
     // 16 channels, each with tiles of {8, 2} pixels x {4, 2} rows
     assert_eq!(count(&c.clif, "store"), 16 * 24);
     assert_eq!(count(&c.clif, "fmul"), count(&c.clif, "store"));
-    assert_eq!(count(&c.clif, "imul") + count(&c.optimized, "imul"), 0);
+    assert_eq!(stray_imuls(&c.clif) + stray_imuls(&c.optimized), 0);
     assert!(count(&c.clif, "fadd") + count(&c.clif, "fsub") > 16 * 10 * 8);
 }
 
@@ -89,7 +137,7 @@ fn float_kernel_multiplies_in_its_tap_loop() {
     let c = conv_kernel(&p, "conv 0 float");
     assert!(!c.innermost_loops.is_empty());
     assert!(c.innermost_loops.iter().all(|ops| ops.iter().any(|o| o == "fmul")));
-    assert_eq!(count(&c.optimized, "imul"), 0);
+    assert_eq!(stray_imuls(&c.optimized), 0);
 }
 
 /// Prints a ternary table kernel's CLIF and machine code (for reading, not a check):

@@ -1,7 +1,9 @@
 //! Running JIT-compiled kernels: a graph is prepared (TWN codes for `ternary=1`
 //! layers, batchnorm folded), lowered to a kernel program (`ternc_codegen::lower`) and
 //! compiled for the host with Cranelift; [`JitModel::run`] then calls the kernels in
-//! order on one activation arena per image. Single-threaded for now.
+//! order on one activation arena per image. Kernels with parallel loops are split
+//! into one part per thread ([`JitModel::with_threads`]); the parts of one kernel
+//! run at the same time and the next kernel starts when all are done.
 //!
 //! ```no_run
 //! # use ternc_runtime::{jit::JitModel, Tensor};
@@ -30,7 +32,17 @@ pub struct JitModel {
     /// One arena per image of the last batch, reused across runs.
     arenas: Mutex<Vec<Vec<f32>>>,
     compile_time: Duration,
+    /// Worker threads for parallel kernels (`None`: run on the calling thread).
+    pool: Option<rayon::ThreadPool>,
 }
+
+/// The arena shared by the parts of one kernel.
+#[derive(Clone, Copy)]
+struct Shared(*mut f32);
+// SAFETY: the parts of a parallel kernel write disjoint elements (`Loop::parallel`)
+// and nothing else touches the arena while they run.
+unsafe impl Send for Shared {}
+unsafe impl Sync for Shared {}
 
 impl std::fmt::Debug for JitModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -73,7 +85,28 @@ impl JitModel {
             layer_kernels,
             arenas: Mutex::new(Vec::new()),
             compile_time: start.elapsed(),
+            pool: None,
         })
+    }
+
+    /// Splits parallel kernels across `threads` worker threads (1: run every kernel
+    /// on the calling thread).
+    pub fn with_threads(mut self, threads: usize) -> Result<JitModel, CodegenError> {
+        self.pool = match threads {
+            0 | 1 => None,
+            n => Some(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(n)
+                    .build()
+                    .map_err(|e| CodegenError::Invalid(format!("thread pool: {e}")))?,
+            ),
+        };
+        Ok(self)
+    }
+
+    /// Threads the kernels run on.
+    pub fn threads(&self) -> usize {
+        self.pool.as_ref().map_or(1, |p| p.current_num_threads())
     }
 
     /// The kernel program the model runs.
@@ -89,7 +122,7 @@ impl JitModel {
     /// Runs a batch; returns the detection heads (or the last layer when the model has
     /// none), in layer order, exactly as [`Reference::run`](crate::Reference::run).
     pub fn run(&self, input: &Tensor) -> Result<Vec<(usize, Tensor)>, RunError> {
-        self.execute(input, None)
+        self.execute(input, None, None)
     }
 
     /// [`run`](Self::run), calling `on_layer` with every layer's output (the whole
@@ -99,13 +132,22 @@ impl JitModel {
         input: &Tensor,
         mut on_layer: impl FnMut(LayerDone),
     ) -> Result<Vec<(usize, Tensor)>, RunError> {
-        self.execute(input, Some(&mut on_layer))
+        self.execute(input, Some(&mut on_layer), None)
+    }
+
+    /// [`run`](Self::run), also returning each layer's wall time (without the copies
+    /// of every layer's output that [`run_with`](Self::run_with) makes).
+    pub fn run_timed(&self, input: &Tensor) -> Result<(Vec<(usize, Tensor)>, Vec<Duration>), RunError> {
+        let mut times = vec![Duration::ZERO; self.layer_kernels.len()];
+        let heads = self.execute(input, None, Some(&mut times))?;
+        Ok((heads, times))
     }
 
     fn execute(
         &self,
         input: &Tensor,
         mut on_layer: Option<&mut dyn FnMut(LayerDone)>,
+        mut times: Option<&mut [Duration]>,
     ) -> Result<Vec<(usize, Tensor)>, RunError> {
         if input.shape != self.input {
             return Err(RunError::InputShape { got: input.dims(), want: self.input });
@@ -119,8 +161,11 @@ impl JitModel {
             let start = Instant::now();
             for (b, arena) in arenas.iter_mut().enumerate() {
                 for k in kernels.clone() {
-                    self.code.run_kernel(k, input.image(b), arena);
+                    self.run_kernel(k, input.image(b), arena);
                 }
+            }
+            if let Some(t) = times.as_mut() {
+                t[i] = start.elapsed();
             }
             if let Some(f) = on_layer.as_mut() {
                 let elapsed = start.elapsed();
@@ -129,6 +174,26 @@ impl JitModel {
             }
         }
         Ok(self.program.outputs.iter().map(|&l| (l, self.layer_output(l, &arenas))).collect())
+    }
+
+    fn run_kernel(&self, k: usize, input: &[f32], arena: &mut [f32]) {
+        let pool = match &self.pool {
+            Some(pool) if self.program.kernels[k].is_parallel() => pool,
+            _ => return self.code.run_kernel(k, input, arena),
+        };
+        let (input_len, arena_len) = self.code.buffer_lens();
+        assert!(input.len() >= input_len && arena.len() >= arena_len, "buffers too short for the program");
+        let parts = pool.current_num_threads();
+        let (x, a) = (input.as_ptr() as usize, Shared(arena.as_mut_ptr()));
+        pool.install(|| {
+            use rayon::prelude::*;
+            (0..parts).into_par_iter().with_max_len(1).for_each(|part| {
+                let a = a;
+                // SAFETY: the buffers are long enough (checked above) and borrowed for
+                // this call; the parts of one parallel kernel write disjoint elements.
+                unsafe { self.code.run_kernel_part(k, x as *const f32, a.0, part, parts) }
+            })
+        });
     }
 
     /// Layer `i`'s output for every image, from the arenas.

@@ -64,9 +64,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let mut totals = Vec::with_capacity(iters);
     let mut per_layer = vec![Vec::with_capacity(iters); n];
     for it in 0..a.warmup + iters {
-        let mut layer_times = vec![Duration::ZERO; n];
         let start = Instant::now();
-        engine.run(&input, |d| layer_times[d.layer] = d.elapsed)?;
+        let (_, layer_times) = engine.run_timed(&input)?;
         let total = start.elapsed();
         if it >= a.warmup {
             totals.push(ms(total));

@@ -71,6 +71,7 @@ impl<'g> Engine<'g> {
             Backend::Reference => Engine::Reference(ternc_runtime::Reference::new(graph, threads)?),
             Backend::Jit => {
                 let model = ternc_runtime::jit::JitModel::compile(graph)
+                    .and_then(|m| m.with_threads(threads))
                     .map_err(|e| anyhow::anyhow!("the jit backend cannot compile {}: {e}", graph.name))?;
                 Engine::Jit(Box::new(model))
             }
@@ -86,6 +87,21 @@ impl<'g> Engine<'g> {
         match self {
             Engine::Reference(r) => r.run(input, on_layer),
             Engine::Jit(j) => j.run_with(input, on_layer),
+        }
+    }
+
+    /// Runs one batch for timing: the heads and each layer's wall time.
+    pub fn run_timed(
+        &self,
+        input: &ternc_runtime::Tensor,
+    ) -> Result<(Vec<(usize, ternc_runtime::Tensor)>, Vec<std::time::Duration>), ternc_runtime::RunError> {
+        match self {
+            Engine::Reference(r) => {
+                let mut times = vec![std::time::Duration::ZERO; r.graph().num_layers()];
+                let heads = r.run(input, |d| times[d.layer] = d.elapsed)?;
+                Ok((heads, times))
+            }
+            Engine::Jit(j) => j.run_timed(input),
         }
     }
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Times ternc's reference interpreter against OpenCV's DNN module (fp32, CPU,
+"""Times ternc (JIT W2A32 on fully ternarized weights, and/or the reference
+interpreter or the float JIT) against OpenCV's DNN module (fp32, CPU,
 DNN_BACKEND_OPENCV / DNN_TARGET_CPU) on the same cfg and the same weights file,
 in the same run, with the same number of threads.
 
@@ -120,27 +121,53 @@ def bench_opencv(cfg: str, weights: str, size: int, threads: int, warmup: int, i
     return times
 
 
+ENGINES = {
+    # name: (which cfg/weights, ternc bench flags)
+    "reference": ("float", ["--backend", "reference"]),
+    "jit-f32": ("float", ["--backend", "jit"]),
+    "jit-w2a32": ("ternary", ["--backend", "jit"]),
+}
+
+
+def cpu_ghz() -> float:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("cpu MHz"):
+                return float(line.split(":", 1)[1]) / 1e3
+    except (OSError, ValueError):
+        pass
+    return 0.0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--models", nargs="+", default=["yolov3-tiny", "yolov3-voc"],
-                    help="model names under models/darknet (or cfg paths); default yolov3-tiny yolov3-voc")
+    ap.add_argument("--models", nargs="+", default=["yolov3-tiny", "yolov4-tiny", "yolov3-voc"],
+                    help="model names under models/darknet (or cfg paths); default yolov3-tiny yolov4-tiny yolov3-voc")
+    ap.add_argument("--engines", nargs="+", default=["jit-w2a32", "reference"], choices=sorted(ENGINES),
+                    help="ternc engines to time (default jit-w2a32 reference)")
     ap.add_argument("--size", type=int, default=416, help="network width=height (default 416)")
     ap.add_argument("--threads", type=int, default=2, help="threads for both engines (default 2)")
-    ap.add_argument("--iters", type=int, default=10, help="timed runs per engine (default 10)")
+    ap.add_argument("--iters", type=int, default=20, help="timed runs per engine (default 20)")
     ap.add_argument("--warmup", type=int, default=2, help="untimed runs first (default 2)")
     ap.add_argument("--rounds", type=int, default=1,
                     help="alternate ternc/OpenCV blocks of --iters runs this many times (default 1)")
     ap.add_argument("--ternc", default=os.path.join(ROOT, "target", "release", "ternc"), help="ternc binary")
     ap.add_argument("--no-winograd", action="store_true", help="turn OpenCV's Winograd 3x3 convolution off")
+    ap.add_argument("--ghz", type=float, default=0.0,
+                    help="clock for the peak estimate (default: /proc/cpuinfo's current MHz)")
     ap.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     args = ap.parse_args()
     if not os.access(args.ternc, os.X_OK):
         sys.exit(f"no ternc binary at {args.ternc} (cargo build --release, or pass --ternc)")
 
+    ghz = args.ghz or cpu_ghz()
+    # AVX2 + FMA, no AVX-512: 2 FMA units x 8 f32 lanes x 2 flops per cycle and core
+    peak = 32 * ghz * args.threads
     load0 = os.getloadavg()[0]
-    print(f"{cpu_name()}, {os.cpu_count()} logical CPUs; OpenCV {cv2.__version__} "
+    print(f"{cpu_name()}, {os.cpu_count()} logical CPUs, {ghz:.2f} GHz; OpenCV {cv2.__version__} "
           f"(winograd {'off' if args.no_winograd else 'on'}); {args.threads} threads, "
-          f"{args.size}x{args.size}, {args.warmup} warm-up + {args.iters} timed runs each")
+          f"{args.size}x{args.size}, {args.warmup} warm-up + {args.iters} timed runs each; "
+          f"fp32 FMA peak {peak:.0f} GFLOP/s")
     work = tempfile.mkdtemp(prefix="ternc_bench_")
     rows = []
     try:
@@ -152,37 +179,57 @@ def main() -> int:
             info = json.loads(run([args.ternc, "inspect", cfg, "--json"]))
             bflops = sum(float(l.get("bflops", 0)) for l in info["layers"])
             run([args.ternc, "init", cfg, "-o", weights, "--seed", "1"])
-            tmed, tmin, tmax, cmed, cmin, cmax = [], [], [], [], [], []
+            # every weight layer ternarized; the .weights hold alpha*code, which
+            # OpenCV (ignoring ternary=1) runs as ordinary fp32 weights
+            tern = os.path.join(work, tag + "-ternary")
+            run([args.ternc, "ternarize", cfg, "--weights", weights, "--layers", "all", "-o", tern])
+            files = {"float": (cfg, weights), "ternary": (tern + ".cfg", tern + ".weights")}
+            med = {e: [] for e in args.engines + ["opencv"]}
+            lo = {e: float("inf") for e in med}
+            hi = {e: 0.0 for e in med}
+            compile_ms = {}
             for r in range(max(1, args.rounds)):
-                print(f"  {tag}: ternc ...", end="", flush=True)
-                tb = json.loads(run([args.ternc, "bench", cfg, "--weights", weights, "--threads", str(args.threads),
-                                     "--iters", str(args.iters), "--warmup", str(args.warmup), "--json"]))
-                tmed.append(tb["median_ms"]), tmin.append(tb["min_ms"]), tmax.append(tb["max_ms"])
-                print(f" {tb['median_ms']:.1f} ms; OpenCV ...", end="", flush=True)
-                c = bench_opencv(cfg, weights, args.size, args.threads, args.warmup, args.iters, not args.no_winograd)
-                cmed.append(statistics.median(c)), cmin.append(min(c)), cmax.append(max(c))
-                print(f" {statistics.median(c):.1f} ms", flush=True)
-            tm, cm = statistics.median(tmed), statistics.median(cmed)
-            rows.append({"model": tag, "bflops": bflops, "rounds": len(tmed),
-                         "ternc_median_ms": tm, "ternc_min_ms": min(tmin), "ternc_max_ms": max(tmax),
-                         "opencv_median_ms": cm, "opencv_min_ms": min(cmin), "opencv_max_ms": max(cmax),
-                         "ternc_round_medians_ms": tmed, "opencv_round_medians_ms": cmed,
-                         "ratio": tm / cm})
+                print(f"  {tag}:", end="", flush=True)
+                for e in args.engines:
+                    c, w = files[ENGINES[e][0]]
+                    tb = json.loads(run([args.ternc, "bench", c, "--weights", w, *ENGINES[e][1],
+                                         "--threads", str(args.threads), "--iters", str(args.iters),
+                                         "--warmup", str(args.warmup), "--json"]))
+                    med[e].append(tb["median_ms"])
+                    lo[e], hi[e] = min(lo[e], tb["min_ms"]), max(hi[e], tb["max_ms"])
+                    if tb.get("compile_ms") is not None:
+                        compile_ms[e] = tb["compile_ms"]
+                    print(f" {e} {tb['median_ms']:.1f} ms;", end="", flush=True)
+                c = bench_opencv(*files["ternary"], args.size, args.threads, args.warmup, args.iters,
+                                 not args.no_winograd)
+                med["opencv"].append(statistics.median(c))
+                lo["opencv"], hi["opencv"] = min(lo["opencv"], min(c)), max(hi["opencv"], max(c))
+                print(f" opencv {statistics.median(c):.1f} ms", flush=True)
+            for e in med:
+                ms = statistics.median(med[e])
+                rows.append({"model": tag, "engine": e, "bflops": bflops, "median_ms": ms,
+                             "min_ms": lo[e], "max_ms": hi[e], "round_medians_ms": med[e],
+                             "gflops_per_s": bflops / (ms / 1e3), "percent_of_peak": 100 * bflops / (ms / 1e3) / peak,
+                             "speedup_vs_opencv": statistics.median(med["opencv"]) / ms,
+                             "compile_ms": compile_ms.get(e)})
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
     print(f"\n1-minute load average: {load0:.2f} before, {os.getloadavg()[0]:.2f} after")
-    print(f"| {'model':<14} | {'BFLOPs':>7} | {'ternc median ms':>15} | {'OpenCV median ms':>16} | "
-          f"{'ratio ternc/OpenCV':>18} | {'ternc min-max':>15} | {'OpenCV min-max':>15} |")
-    print(f"|{'-' * 16}|{'-' * 9}|{'-' * 17}|{'-' * 18}|{'-' * 20}|{'-' * 17}|{'-' * 17}|")
+    print("GFLOP/s counts the dense float work (2 flops per weight and output), whatever the engine does.")
+    print(f"| {'model':<14} | {'engine':<10} | {'BFLOPs':>7} | {'median ms':>9} | {'min-max ms':>15} | "
+          f"{'GFLOP/s':>7} | {'% peak':>6} | {'OpenCV/this':>11} | {'compile ms':>10} |")
+    print(f"|{'-' * 16}|{'-' * 12}|{'-' * 9}|{'-' * 11}|{'-' * 17}|{'-' * 9}|{'-' * 8}|{'-' * 13}|{'-' * 12}|")
     for r in rows:
-        print(f"| {r['model']:<14} | {r['bflops']:>7.2f} | {r['ternc_median_ms']:>15.1f} | {r['opencv_median_ms']:>16.1f} | "
-              f"{r['ratio']:>18.2f} | {r['ternc_min_ms']:>6.1f}-{r['ternc_max_ms']:<8.1f} | "
-              f"{r['opencv_min_ms']:>6.1f}-{r['opencv_max_ms']:<8.1f} |")
+        cm = "" if r["compile_ms"] is None else f"{r['compile_ms']:.0f}"
+        print(f"| {r['model']:<14} | {r['engine']:<10} | {r['bflops']:>7.2f} | {r['median_ms']:>9.1f} | "
+              f"{r['min_ms']:>6.1f}-{r['max_ms']:<8.1f} | {r['gflops_per_s']:>7.1f} | {r['percent_of_peak']:>6.1f} | "
+              f"{r['speedup_vs_opencv']:>11.2f} | {cm:>10} |")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"threads": args.threads, "size": args.size, "iters": args.iters,
-                       "opencv": cv2.__version__, "winograd": not args.no_winograd, "results": rows}, f, indent=1)
+            json.dump({"threads": args.threads, "size": args.size, "iters": args.iters, "ghz": ghz,
+                       "peak_gflops": peak, "opencv": cv2.__version__, "winograd": not args.no_winograd,
+                       "results": rows}, f, indent=1)
     return 0
 
 

@@ -83,7 +83,7 @@ impl Lowerer<'_> {
         self.scratch_len = self.scratch_len.max(dst.numel());
         let mut kb = KernelBuilder::new(format!("pad {i}"), Some(i));
         let t = kb.local(Ty::F32);
-        kb.for_range(0, idx(x.c), 1, "c", |kb, c| {
+        kb.for_parallel(0, idx(x.c), 1, "c", |kb, c| {
             let fill = |kb: &mut KernelBuilder, y0: usize, rows: usize, x0: usize, cols: usize| {
                 kb.for_range(0, idx(rows), 1, "y", |kb, y| {
                     kb.for_range(0, idx(cols), 1, "x", |kb, xx| {
@@ -212,7 +212,7 @@ impl Lowerer<'_> {
                 .filter(|(_, &c)| c != 0)
                 .map(|(j, &c)| (geo.tap(j) as i64, if c > 0 { BinOp::Add } else { BinOp::Sub }))
                 .collect();
-            geo.row_groups(&mut kb, &format!("oy, oc {k}"), &|kb, oy, rows| {
+            geo.row_groups(&mut kb, &format!("oy, oc {k}"), true, &|kb, oy, rows| {
                 geo.tiles(kb, &|kb, ox, n| {
                     let tile = Tile { n, rows };
                     r.zero(kb, geo, tile);
@@ -478,15 +478,23 @@ impl ConvGeo {
         }
     }
 
-    /// Groups of `rows` output rows, then the remaining rows.
+    /// Groups of `rows` output rows, then the remaining rows; split across threads
+    /// when `parallel` (the remaining rows as one more parallel loop of one iteration).
     pub(super) fn row_groups(
         &self,
         kb: &mut KernelBuilder,
         note: &str,
+        parallel: bool,
         f: &dyn Fn(&mut KernelBuilder, Index, usize),
     ) {
         let h = self.out.h;
         let full = h / self.rows * self.rows;
+        if parallel {
+            kb.for_parallel(0, idx(full), idx(self.rows), note, |kb, oy| f(kb, oy, self.rows));
+            let tail = h - full;
+            kb.for_parallel(idx(full), idx(h), idx(tail.max(1)), note, |kb, oy| f(kb, oy, tail));
+            return;
+        }
         kb.for_range(0, idx(full), idx(self.rows), note, |kb, oy| f(kb, oy, self.rows));
         if full < h {
             f(kb, Index::at(idx(full)), h - full);
@@ -504,9 +512,18 @@ impl ConvGeo {
         let tiles = |kb: &mut KernelBuilder, o: &Index, g: &Index, oy: &Index, rows: usize| {
             self.tiles(kb, &|kb, ox, n| tile(kb, o, g, oy, &ox, Tile { n, rows }))
         };
+        // threads split the output channels, or the groups when they are more
+        let (par_groups, par_oc) = (self.groups > self.coutg, self.groups <= self.coutg);
+        let lp = |kb: &mut KernelBuilder, par: bool, n: usize, note: &str, f: &dyn Fn(&mut KernelBuilder, Index)| {
+            if par {
+                kb.for_parallel(0, idx(n), 1, note, f)
+            } else {
+                kb.for_range(0, idx(n), 1, note, f)
+            }
+        };
         let channels = |kb: &mut KernelBuilder, body: &dyn Fn(&mut KernelBuilder, &Index, &Index)| {
-            kb.for_range(0, idx(self.groups), 1, "group", |kb, g| {
-                kb.for_range(0, idx(self.coutg), 1, "oc", |kb, oc| {
+            lp(kb, par_groups, self.groups, "group", &|kb, g| {
+                lp(kb, par_oc, self.coutg, "oc", &|kb, oc| {
                     let o = g.scaled(idx(self.coutg)).plus(&oc);
                     setup(kb, &o);
                     body(kb, &o, &g)
@@ -514,9 +531,13 @@ impl ConvGeo {
             })
         };
         if self.channel_outer {
-            channels(kb, &|kb, o, g| self.row_groups(kb, "oy", &|kb, oy, rows| tiles(kb, o, g, &oy, rows)));
+            channels(kb, &|kb, o, g| {
+                self.row_groups(kb, "oy", false, &|kb, oy, rows| tiles(kb, o, g, &oy, rows))
+            });
         } else {
-            self.row_groups(kb, "oy", &|kb, oy, rows| channels(kb, &|kb, o, g| tiles(kb, o, g, &oy, rows)));
+            self.row_groups(kb, "oy", false, &|kb, oy, rows| {
+                channels(kb, &|kb, o, g| tiles(kb, o, g, &oy, rows))
+            });
         }
     }
 }

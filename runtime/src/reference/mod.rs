@@ -81,6 +81,11 @@ impl<'g> Reference<'g> {
         })
     }
 
+    /// The graph this interpreter runs.
+    pub fn graph(&self) -> &'g Graph {
+        self.graph
+    }
+
     /// Runs a batch; `on_layer` sees every layer's output as it is produced (for
     /// dumps and timings). Returns the outputs of the detection heads (or of the
     /// last layer when the model has none), in layer order.
