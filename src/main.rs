@@ -28,6 +28,10 @@ enum Command {
     Detect(commands::detect::Args),
     /// Time inference: median/min/max per image and per layer.
     Bench(commands::bench::Args),
+    /// VOC mAP (all-point and 11-point) per class on a data set's valid list.
+    Map(commands::map::Args),
+    /// Darknet-layout data: write a synthetic data set, check a .data file's lists.
+    Dataset(commands::dataset::Args),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +43,8 @@ fn main() -> ExitCode {
         Command::Detect(a) => commands::detect::run(a),
         Command::Ternarize(a) => commands::ternarize::run(a),
         Command::Bench(a) => commands::bench::run(a),
+        Command::Map(a) => commands::map::run(a),
+        Command::Dataset(a) => commands::dataset::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

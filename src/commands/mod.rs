@@ -2,9 +2,11 @@
 //! weights and reporting warnings.
 
 pub mod bench;
+pub mod dataset;
 pub mod detect;
 pub mod init;
 pub mod inspect;
+pub mod map;
 pub mod run;
 pub mod ternarize;
 
