@@ -283,6 +283,20 @@ fn kernel_edge_cases() {
         // channel-outer and row-outer loop orders give the same result
         let opts = LowerOptions { channel_outer_max_bytes: 0, ..Default::default() };
         compare(&format!("{what}, row-outer"), &g, &opts, TOL);
+        // ternary tables in input-channel chunks (one channel a chunk: first, middle
+        // and last passes with partial sums), in both loop orders
+        let t = ternarized(g.clone(), Scope::Channel);
+        for outer in [0, usize::MAX] {
+            let opts = LowerOptions {
+                chunk_bytes: 1,
+                channel_outer_max_bytes: outer,
+                ternary: TernaryKernel::Table,
+                ..Default::default()
+            };
+            let p = JitModel::compile_with(&t, &opts).unwrap();
+            assert!(p.program().kernels.iter().any(|k| k.name.contains("chunks of 1 channels")), "{what}");
+            compare(&format!("{what}, chunked, outer {outer}"), &t, &opts, TOL);
+        }
     }
 }
 

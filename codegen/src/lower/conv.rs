@@ -152,14 +152,21 @@ impl Lowerer<'_> {
     }
 
     pub(super) fn conv_table(&mut self, i: usize, geo: &ConvGeo, codes: &[i8], ep: &Epilogue) {
+        // per output channel and input-channel chunk: its +1 taps, then its -1 taps
+        let chunks = geo.chunks();
+        let per_chunk = geo.kchunk * geo.k * geo.k;
         let mut taps = Vec::new();
         let mut bounds = vec![0i32];
         for row in codes.chunks(geo.kk) {
-            for sign in [1, -1] {
-                taps.extend(row.iter().enumerate().filter(|(_, &c)| c == sign).map(|(j, _)| geo.tap(j)));
-                bounds.push(taps.len() as i32);
+            for (q, part) in row.chunks(per_chunk).enumerate() {
+                for sign in [1, -1] {
+                    let nonzero = part.iter().enumerate().filter(|(_, &c)| c == sign);
+                    taps.extend(nonzero.map(|(j, _)| geo.tap(q * per_chunk + j)));
+                    bounds.push(taps.len() as i32);
+                }
             }
         }
+        debug_assert_eq!(bounds.len(), 1 + 2 * chunks * codes.len() / geo.kk.max(1));
         if taps.is_empty() {
             taps.push(0); // keep the table non-empty; no loop reads it
         }
@@ -167,22 +174,31 @@ impl Lowerer<'_> {
         let bounds = self.table(format!("conv{i}.ternary_bounds"), ConstData::I32(bounds));
         let scale = self.table(format!("conv{i}.scale"), ConstData::F32(ep.scale.clone()));
         let bias = self.table(format!("conv{i}.bias"), ConstData::F32(ep.bias.clone()));
-        let mut kb = KernelBuilder::new(format!("conv {i} ternary table"), Some(i));
+        let name = if chunks > 1 {
+            format!("conv {i} ternary table, {chunks} chunks of {} channels", geo.kchunk)
+        } else {
+            format!("conv {i} ternary table")
+        };
+        let mut kb = KernelBuilder::new(name, Some(i));
         let r = Regs::new(&mut kb, geo);
         let (plus, minus, end) = (kb.local(Ty::I32), kb.local(Ty::I32), kb.local(Ty::I32));
         let tap = kb.local(Ty::I32);
-        geo.channel_loops(
+        geo.chunk_loops(
             &mut kb,
-            &|kb, o| {
-                let o2 = o.scaled(2);
-                kb.load(plus, bounds, o2.clone());
-                kb.load(minus, bounds, o2.add(1));
-                kb.load(end, bounds, o2.add(2));
+            &|kb, o, q| {
+                let at = o.scaled(idx(2 * chunks)).plus(&q.scaled(2));
+                kb.load(plus, bounds, at.clone());
+                kb.load(minus, bounds, at.add(1));
+                kb.load(end, bounds, at.add(2));
                 kb.load(r.s, scale, o.clone());
                 kb.load(r.b, bias, o.clone());
             },
-            &|kb, o, g, oy, ox, tile| {
-                r.zero(kb, geo, tile);
+            &|kb, o, g, oy, ox, tile, phase| {
+                let at = geo.out_at(o, oy, ox);
+                match phase {
+                    Phase::Only | Phase::First => r.zero(kb, geo, tile),
+                    Phase::Middle | Phase::Last => r.load_partial(kb, geo, tile, &at),
+                }
                 let base = geo.input_at(g, oy, ox).dynamic(tap);
                 for (from, to, op, note) in
                     [(plus, minus, BinOp::Add, "+1 taps"), (minus, end, BinOp::Sub, "-1 taps")]
@@ -192,8 +208,12 @@ impl Lowerer<'_> {
                         r.accumulate(kb, geo, tile, op, &base, false);
                     });
                 }
-                let at = geo.out_at(o, oy, ox);
-                r.epilogue(kb, geo, tile, Some(r.s.into()), r.b.into(), ep.act, at);
+                match phase {
+                    Phase::Only | Phase::Last => {
+                        r.epilogue(kb, geo, tile, Some(r.s.into()), r.b.into(), ep.act, at)
+                    }
+                    Phase::First | Phase::Middle => r.store_partial(kb, geo, tile, &at),
+                }
             },
         );
         self.kernels.push(kb.finish());
@@ -332,6 +352,34 @@ impl Regs {
         }
     }
 
+    /// The accumulators from the partial sums at `at` (the tile's place in the output).
+    pub(super) fn load_partial(&self, kb: &mut KernelBuilder, geo: &ConvGeo, tile: Tile, at: &Index) {
+        let nv = geo.in_vectors(tile.n);
+        for r in 0..tile.rows {
+            let row = at.add(idx(r * geo.out.w));
+            for (k, &a) in self.vacc[r][..nv / 4].iter().enumerate() {
+                kb.assign(a, Expr::LoadVec { buf: Buf::Arena, index: row.add(4 * idx(k)) });
+            }
+            for (t, &a) in self.acc[r].iter().enumerate().take(tile.n).skip(nv) {
+                kb.load(a, Buf::Arena, row.add(idx(t)));
+            }
+        }
+    }
+
+    /// Stores the accumulators as partial sums at `at`.
+    pub(super) fn store_partial(&self, kb: &mut KernelBuilder, geo: &ConvGeo, tile: Tile, at: &Index) {
+        let nv = geo.in_vectors(tile.n);
+        for r in 0..tile.rows {
+            let row = at.add(idx(r * geo.out.w));
+            for (k, &a) in self.vacc[r][..nv / 4].iter().enumerate() {
+                kb.store(Buf::Arena, row.add(4 * idx(k)), a);
+            }
+            for (t, &a) in self.acc[r].iter().enumerate().take(tile.n).skip(nv) {
+                kb.store(Buf::Arena, row.add(idx(t)), a);
+            }
+        }
+    }
+
     /// `out[at + r·OW + t] = act(s·acc[r][t] + b)` over the tile: the one multiply
     /// per output.
     #[allow(clippy::too_many_arguments)]
@@ -407,7 +455,23 @@ pub(super) struct ConvGeo {
     /// Accumulate in f32x4 (stride 1 only).
     vectors: bool,
     channel_outer: bool,
+    /// Input channels a ternary table kernel sums before it moves to the next output
+    /// channel (`cin`: all at once). See [`LowerOptions::chunk_bytes`].
+    pub(super) kchunk: usize,
 }
+
+/// Which input-channel chunk a tile pass accumulates: the accumulators start at zero
+/// (first chunk) or from the partial sums stored in the output, and end in the
+/// epilogue (last chunk) or are stored back as partial sums.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Phase {
+    Only,
+    First,
+    Middle,
+    Last,
+}
+
+type ChunkTileFn<'f> = dyn Fn(&mut KernelBuilder, &Index, &Index, &Index, &Index, Tile, Phase) + 'f;
 
 type TileFn<'f> = dyn Fn(&mut KernelBuilder, &Index, &Index, &Index, &Index, Tile) + 'f;
 
@@ -423,6 +487,15 @@ impl ConvGeo {
             0 => (TILE_REGISTERS / per_row.max(1)).clamp(1, 4),
             r => r,
         };
+        let channel_outer = 4 * x.numel() <= opts.channel_outer_max_bytes;
+        // bytes of one input channel that a pass over the tiles reads: the whole
+        // plane (channel outer) or the rows one row group reaches (row outer)
+        let reach = (rows.min(out.h).max(1) - 1) * cv.stride_y + (cv.size - 1) * cv.dilation + 1;
+        let footprint = 4 * if channel_outer { x.plane() } else { reach.min(x.h) * x.w };
+        let kchunk = match opts.chunk_bytes {
+            0 => cin,
+            b => (b / footprint.max(1)).clamp(1, cin),
+        };
         ConvGeo {
             x,
             out,
@@ -437,7 +510,66 @@ impl ConvGeo {
             tile: opts.tile,
             rows: rows.min(out.h).max(1),
             vectors,
-            channel_outer: 4 * x.numel() <= opts.channel_outer_max_bytes,
+            channel_outer,
+            kchunk,
+        }
+    }
+
+    /// Input-channel chunks of a ternary table kernel.
+    pub(super) fn chunks(&self) -> usize {
+        self.cin.div_ceil(self.kchunk)
+    }
+
+    /// [`channel_loops`](Self::channel_loops) with the input channels in
+    /// [`chunks`](Self::chunks): `setup(o, q)` per output channel and chunk `q`,
+    /// `tile(.., phase)` per tile and chunk. The chunk loop sits outside the output
+    /// channels (so a chunk of the input stays in L1 while every channel reads it),
+    /// inside the row groups when rows are outermost.
+    pub(super) fn chunk_loops(
+        &self,
+        kb: &mut KernelBuilder,
+        setup: &dyn Fn(&mut KernelBuilder, &Index, &Index),
+        tile: &ChunkTileFn,
+    ) {
+        let chunks = self.chunks();
+        let phases = |kb: &mut KernelBuilder, body: &dyn Fn(&mut KernelBuilder, &Index, Phase)| {
+            if chunks == 1 {
+                return body(kb, &Index::at(0), Phase::Only);
+            }
+            body(kb, &Index::at(0), Phase::First);
+            kb.for_range(1, idx(chunks - 1), 1, "chunk", |kb, q| body(kb, &q, Phase::Middle));
+            body(kb, &Index::at(idx(chunks - 1)), Phase::Last);
+        };
+        let (par_groups, par_oc) = (self.groups > self.coutg, self.groups <= self.coutg);
+        let lp = |kb: &mut KernelBuilder, par: bool, n: usize, note: &str, f: &dyn Fn(&mut KernelBuilder, Index)| {
+            if par {
+                kb.for_parallel(0, idx(n), 1, note, f)
+            } else {
+                kb.for_range(0, idx(n), 1, note, f)
+            }
+        };
+        let channels = |kb: &mut KernelBuilder, q: &Index, body: &dyn Fn(&mut KernelBuilder, &Index, &Index)| {
+            lp(kb, par_groups, self.groups, "group", &|kb, g| {
+                lp(kb, par_oc, self.coutg, "oc", &|kb, oc| {
+                    let o = g.scaled(idx(self.coutg)).plus(&oc);
+                    setup(kb, &o, q);
+                    body(kb, &o, &g)
+                })
+            })
+        };
+        let tiles = |kb: &mut KernelBuilder, o: &Index, g: &Index, oy: &Index, rows: usize, phase: Phase| {
+            self.tiles(kb, &|kb, ox, n| tile(kb, o, g, oy, &ox, Tile { n, rows }, phase))
+        };
+        if self.channel_outer {
+            phases(kb, &|kb, q, phase| {
+                channels(kb, q, &|kb, o, g| {
+                    self.row_groups(kb, "oy", false, &|kb, oy, rows| tiles(kb, o, g, &oy, rows, phase))
+                })
+            });
+        } else {
+            self.row_groups(kb, "oy", false, &|kb, oy, rows| {
+                phases(kb, &|kb, q, phase| channels(kb, q, &|kb, o, g| tiles(kb, o, g, &oy, rows, phase)))
+            });
         }
     }
 

@@ -33,6 +33,14 @@
 //!   grows with the number of nonzero weights (times the tile shapes), so it is only
 //!   for small layers ([`LowerOptions::unroll_max_taps`]).
 //!
+//! Table kernels sum the input channels in chunks ([`LowerOptions::chunk_bytes`]):
+//! the part of the input that one pass over the tiles reads for a chunk (whole
+//! planes with channels outermost, the rows of a row group otherwise) stays in L1
+//! while every output channel reads it. The first chunk's pass stores partial sums
+//! into the output, later ones add to them, the last one runs the epilogue. On
+//! yolov3-tiny this halves the time of the 13×13 and 26×26 layers, whose inputs
+//! (0.5–1 MB) would otherwise stream from L2 for every output channel.
+//!
 //! Float layers keep a dense weight table and a tap-offset table shared by all output
 //! channels: `acc += w·x`.
 //!
@@ -82,6 +90,9 @@ pub struct LowerOptions {
     pub unroll_max_taps: usize,
     /// Output channel outermost when the padded input has at most this many bytes.
     pub channel_outer_max_bytes: usize,
+    /// Ternary table kernels sum the input channels in chunks whose reads fit in this
+    /// many bytes (about half of L1), storing partial sums in between (`0`: no chunks).
+    pub chunk_bytes: usize,
 }
 
 impl Default for LowerOptions {
@@ -93,6 +104,7 @@ impl Default for LowerOptions {
             ternary: TernaryKernel::Auto,
             unroll_max_taps: 1024,
             channel_outer_max_bytes: 512 << 10,
+            chunk_bytes: 16 << 10,
         }
     }
 }
