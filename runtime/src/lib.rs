@@ -8,6 +8,7 @@ pub mod draw;
 pub mod image;
 pub mod jit;
 pub mod npy;
+pub mod quant;
 pub mod reference;
 mod tensor;
 

@@ -59,6 +59,8 @@ pub struct Reference<'g> {
     /// Freed activation buffers, reused so repeated runs do not fault in fresh pages.
     buffers: std::sync::Mutex<Vec<Vec<f32>>>,
     peak_live: std::sync::atomic::AtomicUsize,
+    /// W2A8: the input steps of the ternary layers (`crate::quant`).
+    act_scales: Option<crate::quant::ActScales>,
 }
 
 impl<'g> Reference<'g> {
@@ -78,7 +80,14 @@ impl<'g> Reference<'g> {
             pool,
             buffers: Default::default(),
             peak_live: Default::default(),
+            act_scales: None,
         })
+    }
+
+    /// Runs the ternary layers on int8-quantized inputs (W2A8, see [`crate::quant`]).
+    pub fn with_act_scales(mut self, scales: crate::quant::ActScales) -> Self {
+        self.act_scales = Some(scales);
+        self
     }
 
     /// The graph this interpreter runs.
@@ -179,8 +188,16 @@ impl<'g> Reference<'g> {
         let out_shape = node.shape;
         let (x, xs) = ins[0];
         let mut y = self.output(x.n, out_shape);
+        let step = self.act_scales.as_ref().and_then(|a| a.steps.get(i).copied().flatten());
+        let mut quantized = Vec::new();
         for b in 0..x.n {
-            let xb = x.image(b);
+            let mut xb = x.image(b);
+            if let Some(step) = step {
+                quantized.clear();
+                quantized.extend_from_slice(xb);
+                crate::quant::fake_quantize(&mut quantized, step);
+                xb = &quantized;
+            }
             let yb = y.image_mut(b);
             match (&node.op, &self.prepared[i]) {
                 (Op::Conv(cv), Prepared::Conv { weights, epilogue }) => {
