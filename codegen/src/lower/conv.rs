@@ -179,6 +179,19 @@ impl Lowerer<'_> {
         } else {
             format!("conv {i} ternary table")
         };
+        // chunked: the output holds partial sums, zeroed first, with the epilogue as a
+        // last pass (one accumulation body for every chunk keeps the code small)
+        let chunked = chunks > 1;
+        let whole = ConvGeo { kchunk: geo.cin, ..geo.clone() };
+        if chunked {
+            let mut kb = KernelBuilder::new(format!("conv {i} zero partial sums"), Some(i));
+            let r = Regs::new(&mut kb, geo);
+            whole.chunk_loops(&mut kb, &|_, _, _| {}, &|kb, o, _, oy, ox, tile, _| {
+                r.zero(kb, geo, tile);
+                r.store_partial(kb, geo, tile, &geo.out_at(o, oy, ox));
+            });
+            self.kernels.push(kb.finish());
+        }
         let mut kb = KernelBuilder::new(name, Some(i));
         let r = Regs::new(&mut kb, geo);
         let (plus, minus, end) = (kb.local(Ty::I32), kb.local(Ty::I32), kb.local(Ty::I32));
@@ -190,14 +203,16 @@ impl Lowerer<'_> {
                 kb.load(plus, bounds, at.clone());
                 kb.load(minus, bounds, at.add(1));
                 kb.load(end, bounds, at.add(2));
-                kb.load(r.s, scale, o.clone());
-                kb.load(r.b, bias, o.clone());
+                if !chunked {
+                    kb.load(r.s, scale, o.clone());
+                    kb.load(r.b, bias, o.clone());
+                }
             },
             &|kb, o, g, oy, ox, tile, phase| {
                 let at = geo.out_at(o, oy, ox);
                 match phase {
-                    Phase::Only | Phase::First => r.zero(kb, geo, tile),
-                    Phase::Middle | Phase::Last => r.load_partial(kb, geo, tile, &at),
+                    Phase::Only => r.zero(kb, geo, tile),
+                    Phase::Chunk => r.load_partial(kb, geo, tile, &at),
                 }
                 let base = geo.input_at(g, oy, ox).dynamic(tap);
                 for (from, to, op, note) in
@@ -209,14 +224,29 @@ impl Lowerer<'_> {
                     });
                 }
                 match phase {
-                    Phase::Only | Phase::Last => {
-                        r.epilogue(kb, geo, tile, Some(r.s.into()), r.b.into(), ep.act, at)
-                    }
-                    Phase::First | Phase::Middle => r.store_partial(kb, geo, tile, &at),
+                    Phase::Only => r.epilogue(kb, geo, tile, Some(r.s.into()), r.b.into(), ep.act, at),
+                    Phase::Chunk => r.store_partial(kb, geo, tile, &at),
                 }
             },
         );
         self.kernels.push(kb.finish());
+        if chunked {
+            let mut kb = KernelBuilder::new(format!("conv {i} epilogue"), Some(i));
+            let r = Regs::new(&mut kb, geo);
+            whole.chunk_loops(
+                &mut kb,
+                &|kb, o, _| {
+                    kb.load(r.s, scale, o.clone());
+                    kb.load(r.b, bias, o.clone());
+                },
+                &|kb, o, _, oy, ox, tile, _| {
+                    let at = geo.out_at(o, oy, ox);
+                    r.load_partial(kb, geo, tile, &at);
+                    r.epilogue(kb, geo, tile, Some(r.s.into()), r.b.into(), ep.act, at);
+                },
+            );
+            self.kernels.push(kb.finish());
+        }
     }
 
     pub(super) fn conv_unrolled(&mut self, i: usize, geo: &ConvGeo, codes: &[i8], ep: &Epilogue) {
@@ -437,6 +467,7 @@ impl Regs {
 }
 
 /// The constants of one convolution over its (padded) input.
+#[derive(Clone)]
 pub(super) struct ConvGeo {
     x: Map,
     out: Map,
@@ -460,15 +491,13 @@ pub(super) struct ConvGeo {
     pub(super) kchunk: usize,
 }
 
-/// Which input-channel chunk a tile pass accumulates: the accumulators start at zero
-/// (first chunk) or from the partial sums stored in the output, and end in the
-/// epilogue (last chunk) or are stored back as partial sums.
+/// How a tile pass accumulates: over every input channel (from zero, ending in the
+/// epilogue), or over one chunk of them (from the partial sums in the output, stored
+/// back there).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Phase {
     Only,
-    First,
-    Middle,
-    Last,
+    Chunk,
 }
 
 type ChunkTileFn<'f> = dyn Fn(&mut KernelBuilder, &Index, &Index, &Index, &Index, Tile, Phase) + 'f;
@@ -536,9 +565,7 @@ impl ConvGeo {
             if chunks == 1 {
                 return body(kb, &Index::at(0), Phase::Only);
             }
-            body(kb, &Index::at(0), Phase::First);
-            kb.for_range(1, idx(chunks - 1), 1, "chunk", |kb, q| body(kb, &q, Phase::Middle));
-            body(kb, &Index::at(idx(chunks - 1)), Phase::Last);
+            kb.for_range(0, idx(chunks), 1, "chunk", |kb, q| body(kb, &q, Phase::Chunk));
         };
         let (par_groups, par_oc) = (self.groups > self.coutg, self.groups <= self.coutg);
         let lp = |kb: &mut KernelBuilder, par: bool, n: usize, note: &str, f: &dyn Fn(&mut KernelBuilder, Index)| {

@@ -36,8 +36,8 @@
 //! Table kernels sum the input channels in chunks ([`LowerOptions::chunk_bytes`]):
 //! the part of the input that one pass over the tiles reads for a chunk (whole
 //! planes with channels outermost, the rows of a row group otherwise) stays in L1
-//! while every output channel reads it. The first chunk's pass stores partial sums
-//! into the output, later ones add to them, the last one runs the epilogue. On
+//! while every output channel reads it. The output holds the partial sums: a first
+//! kernel zeroes it, every chunk's pass adds to it, a last kernel runs the epilogue. On
 //! yolov3-tiny this halves the time of the 13×13 and 26×26 layers, whose inputs
 //! (0.5–1 MB) would otherwise stream from L2 for every output channel.
 //!
