@@ -147,11 +147,13 @@ impl ConstData {
     }
     /// The table as little-endian bytes (what a backend embeds).
     pub fn to_le_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.len() * self.elem().bytes());
         match self {
-            ConstData::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-            ConstData::I32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-            ConstData::U8(v) => v.clone(),
+            ConstData::F32(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            ConstData::I32(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            ConstData::U8(v) => out.extend_from_slice(v),
         }
+        out
     }
     /// Smallest and largest value of an integer table (`None` for f32 or empty tables).
     pub fn int_range(&self) -> Option<(i64, i64)> {
@@ -604,8 +606,9 @@ impl Program {
     /// every load and store stays inside its buffer for all values the loop variables
     /// and table-loaded offsets can take. Stores go to the arena only.
     pub fn verify(&self) -> Result<(), String> {
+        let tables: Vec<Option<Range>> = self.consts.iter().map(|t| t.data.int_range()).collect();
         for (k, kernel) in self.kernels.iter().enumerate() {
-            Verifier::new(self, kernel)
+            Verifier::new(self, kernel, &tables)
                 .block(&kernel.body)
                 .map_err(|e| format!("kernel k{k} \"{}\": {e}", kernel.name))?;
         }
@@ -655,18 +658,18 @@ struct Verifier<'p> {
 }
 
 impl<'p> Verifier<'p> {
-    fn new(program: &'p Program, kernel: &'p Kernel) -> Self {
+    /// `tables`: the value range of each integer constant table (computed once per
+    /// program: the tap tables of a large model hold tens of millions of entries).
+    fn new(program: &'p Program, kernel: &'p Kernel, tables: &[Option<Range>]) -> Self {
         let n = kernel.locals.len();
         let mut ranges: Vec<Option<Option<Range>>> = vec![None; n];
-        fn collect(p: &Program, b: &[Stmt], r: &mut [Option<Option<Range>>]) {
+        fn collect(t: &[Option<Range>], b: &[Stmt], r: &mut [Option<Option<Range>>]) {
             for st in b {
                 match st {
                     Stmt::Assign { dst, expr } => {
                         let this = match expr {
                             Expr::Copy(Operand::I32(v)) => Some((*v as i64, *v as i64)),
-                            Expr::Load { buf: Buf::Const(t), .. } => {
-                                p.consts.get(*t).and_then(|t| t.data.int_range())
-                            }
+                            Expr::Load { buf: Buf::Const(k), .. } => t.get(*k).copied().flatten(),
                             _ => None,
                         };
                         if let Some(slot) = r.get_mut(dst.0 as usize) {
@@ -677,12 +680,12 @@ impl<'p> Verifier<'p> {
                             });
                         }
                     }
-                    Stmt::Loop(l) => collect(p, &l.body, r),
+                    Stmt::Loop(l) => collect(t, &l.body, r),
                     Stmt::Store { .. } => {}
                 }
             }
         }
-        collect(program, &kernel.body, &mut ranges);
+        collect(tables, &kernel.body, &mut ranges);
         Verifier {
             program,
             kernel,

@@ -155,15 +155,32 @@ impl Lowerer<'_> {
         // per output channel and input-channel chunk: its +1 taps, then its -1 taps
         let chunks = geo.chunks();
         let per_chunk = geo.kchunk * geo.k * geo.k;
-        let mut taps = Vec::new();
-        let mut bounds = vec![0i32];
+        // (tens of millions of taps on big models: one pass, offsets stepped, no division)
+        let mut taps = Vec::with_capacity(codes.iter().filter(|&&c| c != 0).count());
+        let mut bounds = Vec::with_capacity(1 + 2 * chunks * codes.len() / geo.kk.max(1));
+        bounds.push(0i32);
+        let mut minus = Vec::new();
+        let (kw, plane) = (geo.k, geo.x.plane());
         for row in codes.chunks(geo.kk) {
             for (q, part) in row.chunks(per_chunk).enumerate() {
-                for sign in [1, -1] {
-                    let nonzero = part.iter().enumerate().filter(|(_, &c)| c == sign);
-                    taps.extend(nonzero.map(|(j, _)| geo.tap(q * per_chunk + j)));
-                    bounds.push(taps.len() as i32);
+                minus.clear();
+                for (cj, channel) in part.chunks(kw * kw).enumerate() {
+                    let c0 = ((q * geo.kchunk + cj) * plane) as i32;
+                    for (ky, line) in channel.chunks(kw).enumerate() {
+                        let y0 = c0 + (ky * geo.dilation * geo.x.w) as i32;
+                        for (kx, &code) in line.iter().enumerate() {
+                            let tap = y0 + (kx * geo.dilation) as i32;
+                            match code {
+                                1 => taps.push(tap),
+                                -1 => minus.push(tap),
+                                _ => {}
+                            }
+                        }
+                    }
                 }
+                bounds.push(taps.len() as i32);
+                taps.extend_from_slice(&minus);
+                bounds.push(taps.len() as i32);
             }
         }
         debug_assert_eq!(bounds.len(), 1 + 2 * chunks * codes.len() / geo.kk.max(1));
