@@ -634,7 +634,9 @@ impl Translator<'_, '_> {
     /// This call's share of a parallel loop of `n` iterations: iterations
     /// `[n·part/parts, n·(part+1)/parts)`, as loop-variable values.
     fn share(&mut self, l: &Loop, n: i64) -> (Value, Value) {
-        let Bound::Const(first) = l.start else { unreachable!("the verifier rejects table-bound parallel loops") };
+        let Bound::Const(first) = l.start else {
+            unreachable!("the verifier rejects table-bound parallel loops")
+        };
         let [.., part, parts] = self.params;
         let at = |tx: &mut Self, k: Value| {
             let i = tx.b.ins().imul_imm_s(k, n);

@@ -863,7 +863,10 @@ impl<'p> Verifier<'p> {
                         return Err(format!("{}: the loop never runs", l.var));
                     }
                     if l.parallel && (self.in_parallel || l.const_trips().is_none()) {
-                        return Err(format!("{}: parallel loops need constant bounds and do not nest", l.var));
+                        return Err(format!(
+                            "{}: parallel loops need constant bounds and do not nest",
+                            l.var
+                        ));
                     }
                     let (s, _) = self.bound(l.start)?;
                     let (_, e) = self.bound(l.end)?;
@@ -1050,7 +1053,14 @@ pub struct KernelBuilder {
 
 impl KernelBuilder {
     pub fn new(name: impl Into<String>, layer: Option<usize>) -> Self {
-        KernelBuilder { name: name.into(), layer, locals: Vec::new(), vars: 0, stack: vec![Vec::new()], parallel: false }
+        KernelBuilder {
+            name: name.into(),
+            layer,
+            locals: Vec::new(),
+            vars: 0,
+            stack: vec![Vec::new()],
+            parallel: false,
+        }
     }
 
     /// A fresh local of type `ty`.

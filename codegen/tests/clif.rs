@@ -53,7 +53,8 @@ fn stray_imuls(text: &str) -> usize {
             let (dst, rhs) = l.trim().split_once(" = ")?;
             let mut words = rhs.split_whitespace();
             let op = words.next()?.split('.').next()?.to_string();
-            let args = words.map(|w| w.trim_matches(',').to_string()).filter(|w| w.starts_with('v')).collect();
+            let args =
+                words.map(|w| w.trim_matches(',').to_string()).filter(|w| w.starts_with('v')).collect();
             Some((dst.to_string(), op, args))
         })
         .collect();

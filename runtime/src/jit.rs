@@ -36,9 +36,19 @@ pub struct JitModel {
     pool: Option<rayon::ThreadPool>,
 }
 
+/// Detection heads (or the last layer): `(layer, output)` in layer order.
+pub type Heads = Vec<(usize, Tensor)>;
+
 /// The arena shared by the parts of one kernel.
 #[derive(Clone, Copy)]
 struct Shared(*mut f32);
+
+impl Shared {
+    /// (A method, so closures capture the `Send` wrapper, not the raw pointer.)
+    fn ptr(self) -> *mut f32 {
+        self.0
+    }
+}
 // SAFETY: the parts of a parallel kernel write disjoint elements (`Loop::parallel`)
 // and nothing else touches the arena while they run.
 unsafe impl Send for Shared {}
@@ -137,7 +147,7 @@ impl JitModel {
 
     /// [`run`](Self::run), also returning each layer's wall time (without the copies
     /// of every layer's output that [`run_with`](Self::run_with) makes).
-    pub fn run_timed(&self, input: &Tensor) -> Result<(Vec<(usize, Tensor)>, Vec<Duration>), RunError> {
+    pub fn run_timed(&self, input: &Tensor) -> Result<(Heads, Vec<Duration>), RunError> {
         let mut times = vec![Duration::ZERO; self.layer_kernels.len()];
         let heads = self.execute(input, None, Some(&mut times))?;
         Ok((heads, times))
@@ -188,10 +198,9 @@ impl JitModel {
         pool.install(|| {
             use rayon::prelude::*;
             (0..parts).into_par_iter().with_max_len(1).for_each(|part| {
-                let a = a;
                 // SAFETY: the buffers are long enough (checked above) and borrowed for
                 // this call; the parts of one parallel kernel write disjoint elements.
-                unsafe { self.code.run_kernel_part(k, x as *const f32, a.0, part, parts) }
+                unsafe { self.code.run_kernel_part(k, x as *const f32, a.ptr(), part, parts) }
             })
         });
     }

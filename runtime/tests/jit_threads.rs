@@ -71,7 +71,11 @@ fn yolov3_tiny_threads_agree() {
     let g = model("darknet/yolov3-tiny.cfg", 96);
     check("yolov3-tiny float", &g, &LowerOptions::default());
     let t = ternarized(g);
-    check("yolov3-tiny ternary table", &t, &LowerOptions { ternary: TernaryKernel::Table, ..Default::default() });
+    check(
+        "yolov3-tiny ternary table",
+        &t,
+        &LowerOptions { ternary: TernaryKernel::Table, ..Default::default() },
+    );
     // (unrolled code for yolov3-tiny's 8.8M weights would be huge: the default
     // unrolls only the small layers)
     check("yolov3-tiny ternary auto", &t, &LowerOptions::default());

@@ -96,7 +96,7 @@ impl<'g> Engine<'g> {
     pub fn run_timed(
         &self,
         input: &ternc_runtime::Tensor,
-    ) -> Result<(Vec<(usize, ternc_runtime::Tensor)>, Vec<std::time::Duration>), ternc_runtime::RunError> {
+    ) -> Result<(ternc_runtime::jit::Heads, Vec<std::time::Duration>), ternc_runtime::RunError> {
         match self {
             Engine::Reference(r) => {
                 let mut times = vec![std::time::Duration::ZERO; r.graph().num_layers()];

@@ -585,22 +585,27 @@ impl ConvGeo {
             kb.for_range(0, idx(chunks), 1, "chunk", |kb, q| body(kb, &q, Phase::Chunk));
         };
         let (par_groups, par_oc) = (self.groups > self.coutg, self.groups <= self.coutg);
-        let lp = |kb: &mut KernelBuilder, par: bool, n: usize, note: &str, f: &dyn Fn(&mut KernelBuilder, Index)| {
+        let lp = |kb: &mut KernelBuilder,
+                  par: bool,
+                  n: usize,
+                  note: &str,
+                  f: &dyn Fn(&mut KernelBuilder, Index)| {
             if par {
                 kb.for_parallel(0, idx(n), 1, note, f)
             } else {
                 kb.for_range(0, idx(n), 1, note, f)
             }
         };
-        let channels = |kb: &mut KernelBuilder, q: &Index, body: &dyn Fn(&mut KernelBuilder, &Index, &Index)| {
-            lp(kb, par_groups, self.groups, "group", &|kb, g| {
-                lp(kb, par_oc, self.coutg, "oc", &|kb, oc| {
-                    let o = g.scaled(idx(self.coutg)).plus(&oc);
-                    setup(kb, &o, q);
-                    body(kb, &o, &g)
+        let channels =
+            |kb: &mut KernelBuilder, q: &Index, body: &dyn Fn(&mut KernelBuilder, &Index, &Index)| {
+                lp(kb, par_groups, self.groups, "group", &|kb, g| {
+                    lp(kb, par_oc, self.coutg, "oc", &|kb, oc| {
+                        let o = g.scaled(idx(self.coutg)).plus(&oc);
+                        setup(kb, &o, q);
+                        body(kb, &o, &g)
+                    })
                 })
-            })
-        };
+            };
         let tiles = |kb: &mut KernelBuilder, o: &Index, g: &Index, oy: &Index, rows: usize, phase: Phase| {
             self.tiles(kb, &|kb, ox, n| tile(kb, o, g, oy, &ox, Tile { n, rows }, phase))
         };
@@ -690,7 +695,11 @@ impl ConvGeo {
         };
         // threads split the output channels, or the groups when they are more
         let (par_groups, par_oc) = (self.groups > self.coutg, self.groups <= self.coutg);
-        let lp = |kb: &mut KernelBuilder, par: bool, n: usize, note: &str, f: &dyn Fn(&mut KernelBuilder, Index)| {
+        let lp = |kb: &mut KernelBuilder,
+                  par: bool,
+                  n: usize,
+                  note: &str,
+                  f: &dyn Fn(&mut KernelBuilder, Index)| {
             if par {
                 kb.for_parallel(0, idx(n), 1, note, f)
             } else {
