@@ -32,6 +32,8 @@ enum Command {
     Map(commands::map::Args),
     /// Darknet-layout data: write a synthetic data set, check a .data file's lists.
     Dataset(commands::dataset::Args),
+    /// Train a model: the stages of a plan (ternary layers growing), or one stage from a cfg.
+    Train(commands::train::Args),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +47,7 @@ fn main() -> ExitCode {
         Command::Bench(a) => commands::bench::run(a),
         Command::Map(a) => commands::map::run(a),
         Command::Dataset(a) => commands::dataset::run(a),
+        Command::Train(a) => commands::train::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

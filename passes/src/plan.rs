@@ -7,6 +7,8 @@
 //! out = "runs/yolov2-voc"
 //! scope = "layer"                               # or "channel"
 //! threshold = 0.7
+//! checkpoint_every = 100                        # training: iterations between checkpoints
+//! eval_every = 1000                             # training: valid mAP every N iterations
 //!
 //! [[stage]]
 //! name = "M0"
@@ -15,7 +17,15 @@
 //! learning_rate = 0.0005
 //! steps = [32000, 36900]
 //! scales = [0.1, 0.1]
+//! iterations = 41000                            # optional: iterations to run (default max_batches)
+//! checkpoint_every = 500                        # optional: overrides the plan's
+//! eval_every = 2000                             # optional: overrides the plan's
+//! ema = 0.9998                                  # optional: weight EMA (parsed; for QAT remedies)
+//! correction = true                             # optional: QC after the stage (parsed; ditto)
 //! ```
+//!
+//! Every key but `cfg`, `out` and the stages' `name` and `layers` is optional; an
+//! unknown key is an error naming its line.
 
 use std::path::{Path, PathBuf};
 
@@ -37,6 +47,10 @@ struct RawPlan {
     #[serde(default)]
     threshold: Option<f32>,
     #[serde(default)]
+    checkpoint_every: Option<usize>,
+    #[serde(default)]
+    eval_every: Option<usize>,
+    #[serde(default)]
     stage: Vec<RawStage>,
 }
 
@@ -55,7 +69,20 @@ struct RawStage {
     steps: Option<Vec<i64>>,
     scales: Option<Vec<f32>>,
     policy: Option<String>,
+    #[serde(default)]
+    iterations: Option<usize>,
+    #[serde(default)]
+    checkpoint_every: Option<usize>,
+    #[serde(default)]
+    eval_every: Option<usize>,
+    #[serde(default)]
+    ema: Option<f32>,
+    #[serde(default)]
+    correction: Option<bool>,
 }
+
+/// Checkpoint interval of a plan that gives none.
+pub const DEFAULT_CHECKPOINT_EVERY: usize = 100;
 
 /// Darknet `[net]` training keys a stage may override.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -77,6 +104,18 @@ pub struct Stage {
     pub name: String,
     pub layers: Spec,
     pub train: TrainOverrides,
+    /// Iterations the stage runs (default: `max_batches`, the stage's or the cfg's).
+    pub iterations: Option<usize>,
+    /// Iterations between checkpoints (the stage's, else the plan's, else 100).
+    pub checkpoint_every: usize,
+    /// Iterations between validation mAP runs (the stage's, else the plan's; none:
+    /// `best.weights` is the lowest smoothed training loss).
+    pub eval_every: Option<usize>,
+    /// Decay of an exponential moving average of the weights (e.g. 0.9998); parsed
+    /// here, applied by the QAT remedies.
+    pub ema: Option<f32>,
+    /// Run the correction (QC) after the stage; parsed here, applied by the QAT remedies.
+    pub correction: bool,
 }
 
 /// A validated plan with paths resolved against the plan file's directory.
@@ -184,6 +223,28 @@ pub fn parse(path: &Path, text: &str) -> Result<Plan, InputError> {
                 ));
             }
         }
+        let positive = |v: Option<usize>, key: &str| match v {
+            Some(0) => Err(InputError::at_line(
+                path,
+                key_line(text, Some(n), key),
+                format!("{key} = 0: expected a positive number of iterations"),
+            )),
+            _ => Ok(v),
+        };
+        let iterations = positive(s.iterations, "iterations")?;
+        let checkpoint_every = positive(s.checkpoint_every, "checkpoint_every")?
+            .or(raw.checkpoint_every)
+            .unwrap_or(DEFAULT_CHECKPOINT_EVERY);
+        let eval_every = positive(s.eval_every, "eval_every")?.or(raw.eval_every);
+        if let Some(e) = s.ema {
+            if !(e > 0.0 && e < 1.0) {
+                return Err(InputError::at_line(
+                    path,
+                    key_line(text, Some(n), "ema"),
+                    format!("ema = {e}: expected a decay in (0, 1), e.g. 0.9998"),
+                ));
+            }
+        }
         let train = TrainOverrides {
             max_batches: s.max_batches,
             learning_rate: s.learning_rate,
@@ -196,7 +257,26 @@ pub fn parse(path: &Path, text: &str) -> Result<Plan, InputError> {
             scales: s.scales,
             policy: s.policy,
         };
-        stages.push(Stage { name: s.name, layers, train });
+        stages.push(Stage {
+            name: s.name,
+            layers,
+            train,
+            iterations,
+            checkpoint_every,
+            eval_every,
+            ema: s.ema,
+            correction: s.correction.unwrap_or(false),
+        });
+    }
+    for key in ["checkpoint_every", "eval_every"] {
+        let v = if key == "eval_every" { raw.eval_every } else { raw.checkpoint_every };
+        if v == Some(0) {
+            return Err(InputError::at_line(
+                path,
+                key_line(text, None, key),
+                format!("{key} = 0: expected a positive number of iterations"),
+            ));
+        }
     }
     if stages.is_empty() {
         return Err(InputError::whole(path, "no [[stage]] tables: expected at least one stage"));
@@ -235,6 +315,33 @@ mod tests {
         assert_eq!(p.stages[0].train.max_batches, Some(100));
         assert_eq!(p.stage("M1").unwrap().layers.as_str(), "all");
         assert!(p.stage("M9").unwrap_err().to_string().contains("no stage named 'M9'"));
+    }
+
+    #[test]
+    fn training_keys_have_defaults_and_overrides() {
+        let p = parse(Path::new("p.toml"), GOOD).unwrap();
+        let s = &p.stages[0];
+        assert_eq!((s.iterations, s.checkpoint_every, s.eval_every), (None, DEFAULT_CHECKPOINT_EVERY, None));
+        assert_eq!((s.ema, s.correction), (None, false));
+        let text = GOOD
+            .replace("scope = \"channel\"\n", "scope = \"channel\"\ncheckpoint_every = 7\neval_every = 9\n")
+            .replace(
+                "max_batches = 100\n",
+                "max_batches = 100\niterations = 40\ncheckpoint_every = 5\nema = 0.9998\ncorrection = true\n",
+            );
+        let p = parse(Path::new("p.toml"), &text).unwrap();
+        let (a, b) = (&p.stages[0], &p.stages[1]);
+        assert_eq!((a.iterations, a.checkpoint_every, a.eval_every), (Some(40), 5, Some(9)));
+        assert_eq!((a.ema, a.correction), (Some(0.9998), true));
+        assert_eq!((b.iterations, b.checkpoint_every, b.eval_every, b.ema), (None, 7, Some(9), None));
+        for (text, line, needle) in [
+            (text.replace("iterations = 40", "iterations = 0"), 11, "iterations = 0: expected a positive"),
+            (text.replace("ema = 0.9998", "ema = 1.5"), 13, "ema = 1.5: expected a decay in (0, 1)"),
+            (text.replace("eval_every = 9", "eval_every = 0"), 5, "eval_every = 0"),
+        ] {
+            let e = parse(Path::new("p.toml"), &text).unwrap_err().to_string();
+            assert!(e.starts_with(&format!("p.toml:{line}: ")) && e.contains(needle), "{e}");
+        }
     }
 
     #[test]

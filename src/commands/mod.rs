@@ -9,6 +9,7 @@ pub mod inspect;
 pub mod map;
 pub mod run;
 pub mod ternarize;
+pub mod train;
 
 use std::path::{Path, PathBuf};
 

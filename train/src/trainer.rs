@@ -134,6 +134,68 @@ impl Trainer {
         lr
     }
 
+    /// The optimiser state a `.weights` file does not hold: the momentum buffers
+    /// (Darknet's `weight_updates`, `bias_updates` and batchnorm `scale_updates`, which
+    /// carry `momentum ×` the last step between updates), per convolution in layer
+    /// order, flattened. With the parameters and `seen` it is everything a resumed run
+    /// needs to continue exactly as an uninterrupted one.
+    pub fn momentum(&self) -> Vec<f32> {
+        let mut out = Vec::new();
+        for l in &self.net.layers {
+            if let Kind::Conv(c) = &l.kind {
+                out.extend_from_slice(&c.weight_updates);
+                out.extend_from_slice(&c.bias_updates);
+                if let Some(bn) = &c.bn {
+                    out.extend_from_slice(&bn.scale_updates);
+                }
+            }
+        }
+        out
+    }
+
+    /// Restores what [`Trainer::momentum`] returned (for the same model); a buffer of
+    /// another length is an error and changes nothing.
+    pub fn set_momentum(&mut self, values: &[f32]) -> Result<()> {
+        let want = self.momentum_len();
+        if values.len() != want {
+            return Err(TrainError::Config(format!(
+                "the momentum state holds {} values, this model needs {want}",
+                values.len()
+            )));
+        }
+        let mut rest = values;
+        let mut take = |dst: &mut Vec<f32>| {
+            let (head, tail) = rest.split_at(dst.len());
+            dst.copy_from_slice(head);
+            rest = tail;
+        };
+        for l in &mut self.net.layers {
+            if let Kind::Conv(c) = &mut l.kind {
+                take(&mut c.weight_updates);
+                take(&mut c.bias_updates);
+                if let Some(bn) = &mut c.bn {
+                    take(&mut bn.scale_updates);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn momentum_len(&self) -> usize {
+        self.net
+            .layers
+            .iter()
+            .map(|l| match &l.kind {
+                Kind::Conv(c) => {
+                    c.weight_updates.len()
+                        + c.bias_updates.len()
+                        + c.bn.as_ref().map_or(0, |b| b.scale_updates.len())
+                }
+                _ => 0,
+            })
+            .sum()
+    }
+
     /// The trained parameters into `graph.params` (and `seen`), ready to be written as
     /// a `.weights` file.
     pub fn write_params(&self, graph: &mut Graph) {

@@ -70,3 +70,36 @@ fn bad_step_inputs_are_errors() {
     assert!(e.contains("image 2, truth 1"), "{e}");
     assert_eq!(t.seen, 0, "a rejected step trains nothing");
 }
+
+#[test]
+fn momentum_round_trips_and_resumes_exactly() {
+    let g = common::graph(TINY);
+    let (images, truths) = batch();
+    // uninterrupted: 4 steps
+    let mut a = Trainer::new(&g, 1).unwrap();
+    for _ in 0..4 {
+        a.step(&images, &truths).unwrap();
+    }
+    // interrupted after 2: parameters (as a .weights file would hold them) + momentum
+    let mut b = Trainer::new(&g, 1).unwrap();
+    for _ in 0..2 {
+        b.step(&images, &truths).unwrap();
+    }
+    let m = b.momentum();
+    assert!(m.iter().any(|v| *v != 0.0), "momentum is carried between updates");
+    let mut g2 = g.clone();
+    b.write_params(&mut g2);
+    let mut c = Trainer::new(&g2, 1).unwrap();
+    assert_eq!(c.iteration(), 2);
+    assert!(c.set_momentum(&m[1..]).is_err());
+    c.set_momentum(&m).unwrap();
+    assert_eq!(c.momentum(), m);
+    for _ in 0..2 {
+        c.step(&images, &truths).unwrap();
+    }
+    let (mut ga, mut gc) = (g.clone(), g.clone());
+    a.write_params(&mut ga);
+    c.write_params(&mut gc);
+    assert_eq!(ga.params, gc.params, "resumed training differs from the uninterrupted run");
+    assert_eq!(a.momentum(), c.momentum());
+}

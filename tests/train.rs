@@ -1,0 +1,263 @@
+//! `ternc train` end to end on a tiny YOLO (tests/data/train-tiny.cfg, 32×32) and a
+//! synthetic data set: every output file with sane content, the loss falling, stage
+//! chaining byte for byte, resume after an abrupt stop equal to an uninterrupted run,
+//! and bad plans rejected with FILE:LINE and exit 2.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+
+fn ternc() -> Command {
+    Command::cargo_bin("ternc").unwrap()
+}
+
+fn cfg() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/train-tiny.cfg")
+}
+
+/// 24 images of 32×32 (every 4th a validation image: 18 train, 6 valid).
+fn synth(dir: &Path) -> PathBuf {
+    let out = dir.join("synth");
+    let o = ternc()
+        .args(["dataset", "synth", "--images", "24", "--size", "32", "--seed", "3", "--valid-every", "4"])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    out.join("synth.data")
+}
+
+fn write_plan(dir: &Path, data: &Path, body: &str) -> PathBuf {
+    let p = dir.join("plan.toml");
+    let text = format!(
+        "cfg = \"{}\"\ndata = \"{}\"\nout = \"{}\"\n{body}",
+        cfg().display(),
+        data.display(),
+        dir.join("out").display()
+    );
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn train(plan: &Path, extra: &[&str]) -> std::process::Output {
+    ternc()
+        .arg("train")
+        .arg("--stages")
+        .arg(plan)
+        .args(["--threads", "2", "--seed", "5"])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .unwrap()
+}
+
+/// `loss.csv` rows as (iteration, loss, avg_loss, lr).
+fn csv_rows(path: &Path) -> Vec<(usize, f64, f64, f64)> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("iteration,loss,avg_loss,lr,images_per_s,seconds"));
+    lines
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            assert_eq!(f.len(), 6, "{l}");
+            (f[0].parse().unwrap(), f[1].parse().unwrap(), f[2].parse().unwrap(), f[3].parse().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn two_stages_write_every_file_learn_and_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = synth(dir.path());
+    let plan = write_plan(
+        dir.path(),
+        &data,
+        "checkpoint_every = 20\n\n[[stage]]\nname = \"fp32\"\nlayers = \"none\"\niterations = 40\n\n\
+         [[stage]]\nname = \"M1\"\nlayers = \"all-but-first-and-last\"\niterations = 6\nlearning_rate = 0.002\n",
+    );
+    let o = train(&plan, &[]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    let out = dir.path().join("out");
+    let (s1, s2) = (out.join("fp32"), out.join("M1"));
+    for d in [&s1, &s2] {
+        for f in ["best.weights", "last.weights", "loss.csv", "loss.png", "metrics.json", "stage.json"] {
+            assert!(d.join(f).is_file(), "{} missing; {stderr}", d.join(f).display());
+        }
+    }
+
+    // loss.csv: one row per iteration, avg_loss as Darknet smooths it, the loss falling.
+    let rows = csv_rows(&s1.join("loss.csv"));
+    assert_eq!(rows.iter().map(|r| r.0).collect::<Vec<_>>(), (1..=40).collect::<Vec<_>>());
+    assert!(rows.iter().all(|r| r.1.is_finite() && r.1 > 0.0 && (r.3 - 0.005).abs() < 1e-9), "{rows:?}");
+    assert!((rows[0].2 - rows[0].1).abs() < 1e-3 * rows[0].1);
+    let smoothed = 0.9 * rows[0].2 + 0.1 * rows[1].1;
+    assert!((rows[1].2 - smoothed).abs() < 1e-3 * smoothed, "{:?}", &rows[..2]);
+    let mean = |r: &[(usize, f64, f64, f64)]| r.iter().map(|r| r.1).sum::<f64>() / r.len() as f64;
+    let (first, last) = (mean(&rows[..5]), mean(&rows[35..]));
+    assert!(last < 0.7 * first, "the loss did not fall: first 5 {first}, last 5 {last}");
+    assert_eq!(csv_rows(&s2.join("loss.csv")).len(), 6);
+
+    // loss.png decodes and is a chart, not a blank.
+    let png = image::open(s1.join("loss.png")).unwrap().to_rgb8();
+    assert_eq!(png.dimensions(), (720, 420));
+    let coloured = png.pixels().filter(|p| p.0 == [210, 40, 40]).count();
+    assert!(coloured > 200, "the avg loss line has {coloured} pixels");
+
+    // metrics.json: fractions.
+    for d in [&s1, &s2] {
+        let m = json(&d.join("metrics.json"));
+        for k in ["map50", "map50_11pt", "avg_iou"] {
+            let v = m[k].as_f64().unwrap_or_else(|| panic!("{k} in {m}"));
+            assert!((0.0..=1.0).contains(&v), "{k} = {v}");
+        }
+        assert_eq!(m["images"], 6);
+    }
+
+    // Stage cfgs: ternary=1 on exactly the stage's layers (conv 2 and 4 in M1).
+    let c1 = std::fs::read_to_string(s1.join("fp32.cfg")).unwrap();
+    assert!(!c1.contains("ternary=1"));
+    assert_eq!(c1, std::fs::read_to_string(cfg()).unwrap());
+    let c2 = std::fs::read_to_string(s2.join("M1.cfg")).unwrap();
+    assert_eq!(c2.matches("ternary=1").count(), 2, "{c2}");
+
+    // Chaining: M1 started from fp32's best.weights, byte for byte.
+    let best1 = std::fs::read(s1.join("best.weights")).unwrap();
+    let start = json(&s2.join("start.json"));
+    assert_eq!(start["path"].as_str().unwrap(), s1.join("best.weights").display().to_string());
+    assert_eq!(start["bytes"], best1.len());
+    assert_eq!(start["fnv1a64"].as_str().unwrap(), format!("{:016x}", fnv1a64(&best1)));
+    assert!(
+        stderr.contains(&format!("stage M1: starting from {}", s1.join("best.weights").display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("stage fp32: starting from random weights (seed 5)"), "{stderr}");
+    // ... and continued from trained weights: its first loss is far below fp32's first.
+    let m1_rows = csv_rows(&s2.join("loss.csv"));
+    assert!(m1_rows[0].1 < 0.8 * rows[0].1, "M1 starts at {} vs fp32 at {}", m1_rows[0].1, rows[0].1);
+    // best.weights of fp32 is its lowest avg loss
+    let st = json(&s1.join("stage.json"));
+    let best_it = st["best_iteration"].as_u64().unwrap() as usize;
+    let min_avg = rows.iter().map(|r| r.2).fold(f64::INFINITY, f64::min);
+    assert!((rows[best_it - 1].2 - min_avg).abs() < 1e-6 * min_avg.abs().max(1.0), "{best_it} {min_avg}");
+
+    // Summary: one row per stage; M1 is smaller packed.
+    let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(md.contains("| fp32 | 0 of 4 | `none` | 40 |"), "{md}");
+    assert!(md.contains("| M1 | 2 of 4 | `all-but-first-and-last` | 6 |"), "{md}");
+    let sj = json(&out.join("summary.json"));
+    let stages = sj["stages"].as_array().unwrap();
+    assert_eq!(stages.len(), 2);
+    let bytes = |i: usize| stages[i]["packed_bytes"].as_u64().unwrap();
+    assert_eq!(bytes(0), stages[0]["fp32_bytes"].as_u64().unwrap());
+    assert!(bytes(1) < bytes(0) / 2, "{} vs {}", bytes(1), bytes(0));
+}
+
+/// `--abort-after` ends the process as a kill would; `--resume` continues from the last
+/// checkpoint and ends with the same files as an uninterrupted run, byte for byte.
+#[test]
+fn resume_after_an_abrupt_stop_equals_an_uninterrupted_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = synth(dir.path());
+    let body = "checkpoint_every = 4\n\n[[stage]]\nname = \"s\"\nlayers = \"2\"\niterations = 12\n";
+    let a = dir.path().join("a");
+    let b = dir.path().join("b");
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    let (pa, pb) = (write_plan(&a, &data, body), write_plan(&b, &data, body));
+    let o = train(&pa, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let o = train(&pb, &["--abort-after", "7"]);
+    assert_eq!(o.status.code(), Some(137), "{}", String::from_utf8_lossy(&o.stderr));
+    let sb = b.join("out/s");
+    let state = json(&sb.join("checkpoint.json"));
+    assert_eq!(state["iteration"], 4);
+    assert!(sb.join("checkpoint-4.weights").is_file() && !sb.join("metrics.json").exists());
+    assert_eq!(csv_rows(&sb.join("loss.csv")).len(), 7, "rows past the checkpoint are on disk");
+
+    let o = train(&pb, &["--resume"]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stderr.contains("stage s: resuming at iteration 4/12"), "{stderr}");
+    let sa = a.join("out/s");
+    for f in ["last.weights", "best.weights"] {
+        let (x, y) = (std::fs::read(sa.join(f)).unwrap(), std::fs::read(sb.join(f)).unwrap());
+        assert!(x == y, "{f} differs after resume");
+    }
+    let (ra, rb) = (csv_rows(&sa.join("loss.csv")), csv_rows(&sb.join("loss.csv")));
+    assert_eq!(ra, rb);
+    assert_eq!(rb.len(), 12);
+    assert_eq!(json(&sa.join("metrics.json"))["map50"], json(&sb.join("metrics.json"))["map50"]);
+    // Only the newest checkpoint is kept, and the finished stage is marked done.
+    assert!(!sb.join("checkpoint-4.weights").exists() && sb.join("checkpoint-12.weights").is_file());
+    assert_eq!(json(&sb.join("checkpoint.json"))["done"], true);
+
+    // Resuming a finished plan keeps it.
+    let o = train(&pb, &["--resume"]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && stderr.contains("stage s: finished before"), "{stderr}");
+}
+
+#[test]
+fn one_stage_from_a_cfg() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = synth(dir.path());
+    let out = dir.path().join("run");
+    let o = ternc()
+        .arg("train")
+        .arg(cfg())
+        .arg("--data")
+        .arg(&data)
+        .args(["--iterations", "3", "--threads", "1"])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(csv_rows(&out.join("train/loss.csv")).len(), 3);
+    let w = std::fs::read(out.join("train/last.weights")).unwrap();
+    // header: 0.2.0 and seen = 3 iterations of 8 images
+    assert_eq!(&w[..12], &[0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(u64::from_le_bytes(w[12..20].try_into().unwrap()), 24);
+    assert!(out.join("summary.md").is_file());
+}
+
+#[test]
+fn bad_plans_are_exit_2_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("none.data");
+    std::fs::write(&data, "classes=5\ntrain=missing.txt\n").unwrap();
+    let cases = [
+        ("\n[[stage]]\nname = \"a\"\nlayers = \"none\"\niterationz = 3\n", ":8: unknown field `iterationz`"),
+        ("\n[[stage]]\nname = \"a\"\nlayers = \"0,x\"\n", ":7: 'x' in layer spec"),
+        ("checkpoint_every = 0\n[[stage]]\nname = \"a\"\nlayers = \"none\"\n", ":4: checkpoint_every = 0"),
+        ("\n[[stage]]\nname = \"a\"\nlayers = \"none\"\n", "missing.txt: cannot read the image list"),
+    ];
+    for (body, needle) in cases {
+        let plan = write_plan(dir.path(), &data, body);
+        let o = train(&plan, &[]);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.starts_with("error: ") && stderr.contains(needle), "{needle}: {stderr}");
+        if needle.starts_with(':') {
+            assert!(stderr.contains(&format!("{}{needle}", plan.display())), "{stderr}");
+        }
+    }
+    // a stage name --from-stage does not know
+    let plan = write_plan(dir.path(), &data, "\n[[stage]]\nname = \"a\"\nlayers = \"none\"\n");
+    let o = ternc().arg("train").arg("--stages").arg(&plan).args(["--from-stage", "zz"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no stage named 'zz'"));
+    assert!(!dir.path().join("out/a").exists(), "no stage output on bad input");
+}
