@@ -18,18 +18,6 @@ use ternc_passes::ternarize::{self, Scope};
 use ternc_runtime::jit::JitModel;
 use ternc_runtime::{Reference, Tensor};
 
-/// The cfg text with `[net]`'s width and height replaced.
-fn resized(text: &str, w: usize, h: usize) -> String {
-    text.lines()
-        .map(|l| match l.split('=').next().unwrap_or("").trim() {
-            "width" => format!("width={w}"),
-            "height" => format!("height={h}"),
-            _ => l.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 fn graph(name: &str, text: &str, seed: u64) -> Graph {
     let mut g = parse_cfg_text(Path::new(name), text).unwrap_or_else(|e| panic!("{e}\n{text}")).graph;
     g.params = init(&g, seed);
@@ -314,7 +302,7 @@ fn check_cfg(path: &Path, checked: &Checked) -> (String, Vec<String>) {
         path.file_name().unwrap().to_string_lossy()
     );
     let size = 64;
-    let mut text = resized(&std::fs::read_to_string(path).unwrap(), size, size);
+    let mut text = ternc_frontend::with_input_size(&std::fs::read_to_string(path).unwrap(), size, size);
     let params = parse_cfg_text(path, &text).unwrap().graph.total_params();
     let narrow = params > NARROW_ABOVE_PARAMS;
     if narrow {

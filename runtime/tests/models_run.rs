@@ -7,21 +7,6 @@ use ternc_frontend::{init::init, parse_cfg_text};
 use ternc_ir::Op;
 use ternc_runtime::{Reference, Tensor};
 
-/// The cfg text with `[net]`'s width and height replaced by `size`.
-fn resized(text: &str, size: usize) -> String {
-    text.lines()
-        .map(|l| {
-            let key = l.split('=').next().unwrap_or("").trim();
-            if key == "width" || key == "height" {
-                format!("{key}={size}")
-            } else {
-                l.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 #[test]
 fn every_bundled_cfg_runs_at_a_small_size() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models");
@@ -34,7 +19,7 @@ fn every_bundled_cfg_runs_at_a_small_size() {
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
             // large-stride models (P5, 5 heads) need a bigger minimum input
             let size = if name.contains("p5") || name.contains("_5l") { 256 } else { 128 };
-            let text = resized(&std::fs::read_to_string(&path).unwrap(), size);
+            let text = ternc_frontend::with_input_size(&std::fs::read_to_string(&path).unwrap(), size, size);
             let mut g = parse_cfg_text(Path::new(&name), &text).unwrap_or_else(|e| panic!("{e}")).graph;
             g.params = init(&g, 1);
             let s = g.input_shape();

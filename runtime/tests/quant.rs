@@ -78,10 +78,7 @@ fn reference_w2a8_equals_integer_sums() {
 #[test]
 fn float_layers_are_not_quantized() {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/darknet/yolov3-tiny.cfg");
-    let text = std::fs::read_to_string(path)
-        .unwrap()
-        .replace("width=416", "width=64")
-        .replace("height=416", "height=64");
+    let text = ternc_frontend::with_input_size(&std::fs::read_to_string(path).unwrap(), 64, 64);
     let mut g = parse_cfg_text(Path::new("y.cfg"), &text).unwrap().graph;
     g.params = init(&g, 1);
     // only layers 2..=8 ternary
@@ -99,10 +96,7 @@ fn float_layers_are_not_quantized() {
 #[test]
 fn yolov3_tiny_w2a8_heads_track_the_float_path() {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/darknet/yolov3-tiny.cfg");
-    let text = std::fs::read_to_string(path)
-        .unwrap()
-        .replace("width=416", "width=96")
-        .replace("height=416", "height=96");
+    let text = ternc_frontend::with_input_size(&std::fs::read_to_string(path).unwrap(), 96, 96);
     let mut g = parse_cfg_text(Path::new("y.cfg"), &text).unwrap().graph;
     g.params = init(&g, 2);
     let g = ternarized(g);
