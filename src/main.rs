@@ -24,6 +24,8 @@ enum Command {
     Run(commands::run::Args),
     /// Ternarize chosen layers (TWN): writes PREFIX.cfg with ternary=1 and PREFIX.weights.
     Ternarize(commands::ternarize::Args),
+    /// Compile a model to an object file with a C API: PREFIX.o and PREFIX.h (LLVM).
+    Compile(commands::compile::Args),
     /// Detect objects in images: boxes as text or JSON, annotated PNGs.
     Detect(commands::detect::Args),
     /// Time inference: median/min/max per image and per layer.
@@ -44,6 +46,7 @@ fn main() -> ExitCode {
         Command::Run(a) => commands::run::run(a),
         Command::Detect(a) => commands::detect::run(a),
         Command::Ternarize(a) => commands::ternarize::run(a),
+        Command::Compile(a) => commands::compile::run(a),
         Command::Bench(a) => commands::bench::run(a),
         Command::Map(a) => commands::map::run(a),
         Command::Dataset(a) => commands::dataset::run(a),

@@ -7,12 +7,14 @@
 //!   unweighted shortcut, reorg, upsample, yolo and region heads); anything else is
 //!   [`CodegenError::Unsupported`].
 //! - [`cranelift`]: JIT compilation of a program for the host.
+//! - [`llvm`]: LLVM (inkwell) object files for the host, x86_64 and aarch64, with a C
+//!   header (`ternc compile`).
 //!
-//! To come: LLVM via inkwell (object files for x86_64 and aarch64 plus a C header), and
-//! C / HLS C++ / OpenCL printers of the same program.
+//! To come: C / HLS C++ / OpenCL printers of the same program.
 
 pub mod cranelift;
 mod error;
+pub mod llvm;
 pub mod lower;
 pub mod program;
 

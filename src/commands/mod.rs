@@ -2,6 +2,7 @@
 //! weights and reporting warnings.
 
 pub mod bench;
+pub mod compile;
 pub mod dataset;
 pub mod detect;
 pub mod init;

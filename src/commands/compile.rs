@@ -1,0 +1,132 @@
+//! `ternc compile`: a model as an object file with a C API (LLVM backend).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use ternc_codegen::llvm::{self, Arch, TargetSpec};
+use ternc_codegen::{lower, prepare, CodegenError, LowerOptions};
+use ternc_frontend::atomic::write_atomic;
+use ternc_ir::InputError;
+use ternc_passes::spec::{describe, Spec};
+use ternc_passes::ternarize::{self, Scope};
+use ternc_passes::{plan, ternary::DEFAULT_THRESHOLD};
+
+/// Where the object runs.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// This machine (its CPU and features).
+    Host,
+    /// x86_64 Linux (x86-64-v3 unless --cpu).
+    #[value(name = "x86_64")]
+    X86_64,
+    /// aarch64 Linux (NEON baseline unless --cpu, e.g. cortex-a72).
+    Aarch64,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Darknet model .cfg
+    pub cfg: PathBuf,
+    #[command(flatten)]
+    pub weights: super::WeightsArgs,
+    /// Layers to ternarize first (TWN, per layer): N, A-B, -N, all, none, all-but-last, ...
+    /// Layers flagged ternary=1 in the cfg are ternary anyway.
+    #[arg(long, value_name = "SPEC", conflicts_with = "plan")]
+    pub layers: Option<String>,
+    /// A stage plan (plan.toml); use with --stage.
+    #[arg(long, value_name = "FILE", requires = "stage")]
+    pub plan: Option<PathBuf>,
+    /// The plan's stage whose layers to ternarize.
+    #[arg(long, value_name = "NAME", requires = "plan")]
+    pub stage: Option<String>,
+    /// Target machine.
+    #[arg(long, value_enum, default_value = "host")]
+    pub target: Target,
+    /// Target CPU (LLVM's name, e.g. cortex-a72, skylake; `native` for this machine's).
+    #[arg(long, value_name = "NAME")]
+    pub cpu: Option<String>,
+    /// Output prefix: writes PREFIX.o and PREFIX.h.
+    #[arg(short, long, value_name = "PREFIX")]
+    pub output: PathBuf,
+}
+
+pub fn run(a: Args) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let mut graph = super::load_model_or_random(&a.cfg, &a.weights)?;
+    let selection = match (&a.layers, &a.plan, &a.stage) {
+        (Some(s), _, _) => Some((Spec::parse(s).map_err(|m| InputError::whole("--layers", m))?, None, None)),
+        (None, Some(p), Some(name)) => {
+            let plan = plan::read(p)?;
+            let stage = plan.stage(name)?;
+            Some((stage.layers.clone(), Some(plan.scope), Some(plan.threshold)))
+        }
+        _ => None,
+    };
+    if let Some((spec, scope, threshold)) = selection {
+        let where_ = a.plan.clone().unwrap_or_else(|| "--layers".into());
+        let selected = spec.select(&graph).map_err(|m| InputError::whole(&where_, m))?;
+        let weights = a.weights.weights.clone().unwrap_or_else(|| a.cfg.clone());
+        let report = ternarize::run(
+            &mut graph,
+            &selected,
+            scope.unwrap_or(Scope::Layer),
+            threshold.unwrap_or(DEFAULT_THRESHOLD),
+        )
+        .map_err(|m| InputError::whole(&weights, m))?;
+        let ternary = report.layers.iter().map(|l| l.layer).collect();
+        eprintln!("ternary layers: {}", describe(&graph, &ternary));
+    }
+    let bad_model = |e: CodegenError| -> anyhow::Error {
+        match e {
+            CodegenError::Unsupported { .. } | CodegenError::MissingParams { .. } => {
+                InputError::whole(&a.cfg, e.to_string()).into()
+            }
+            e => anyhow::anyhow!("cannot compile {}: {e}", a.cfg.display()),
+        }
+    };
+    let prepared = prepare(&graph).map_err(bad_model)?;
+    let program = lower(&prepared, &LowerOptions::default()).map_err(bad_model)?;
+    let heads = llvm::detect_heads(&graph).map_err(bad_model)?;
+    let name = llvm::c_name(&a.output);
+    let arch = match a.target {
+        Target::Host => Arch::Host,
+        Target::X86_64 => Arch::X86_64,
+        Target::Aarch64 => Arch::Aarch64,
+    };
+    let target = TargetSpec { arch, cpu: a.cpu.clone() };
+    let object = llvm::compile(&program, &heads, &name, &target).map_err(|e| match e {
+        CodegenError::Backend { msg, .. } if msg.contains("CPU") || msg.contains("target") => {
+            InputError::whole("--cpu", msg).into()
+        }
+        e => bad_model(e),
+    })?;
+    let with_ext = |ext: &str| {
+        let mut p = a.output.clone().into_os_string();
+        p.push(ext);
+        PathBuf::from(p)
+    };
+    let (obj_path, h_path) = (with_ext(".o"), with_ext(".h"));
+    write_atomic(&obj_path, &object.bytes).with_context(|| format!("cannot write {}", obj_path.display()))?;
+    write_atomic(&h_path, object.header.as_bytes())
+        .with_context(|| format!("cannot write {}", h_path.display()))?;
+    let weights_bytes: usize =
+        (0..graph.num_layers()).filter_map(|i| graph.params.layer(i)).map(|p| 4 * p.weights.len()).sum();
+    println!(
+        "{}: {} kernels, {} constant tables ({:.2} MiB; fp32 weights {:.2} MiB), workspace {:.2} MiB; \
+         object {:.2} MiB; compiled in {:.2} s (LLVM: IR {:.2} s, O3 {:.2} s, codegen {:.2} s)",
+        name,
+        program.kernels.len(),
+        program.consts.len(),
+        program.const_bytes() as f64 / (1 << 20) as f64,
+        weights_bytes as f64 / (1 << 20) as f64,
+        object.workspace_bytes as f64 / (1 << 20) as f64,
+        object.bytes.len() as f64 / (1 << 20) as f64,
+        start.elapsed().as_secs_f64(),
+        object.timings[0].as_secs_f64(),
+        object.timings[1].as_secs_f64(),
+        object.timings[2].as_secs_f64(),
+    );
+    eprintln!("wrote {} and {}", obj_path.display(), h_path.display());
+    Ok(())
+}

@@ -1,0 +1,253 @@
+//! `ternc compile` end to end: yolov3-tiny and yolov2-tiny-voc, fully ternarized, at a
+//! small input size, compiled for the host and for aarch64, linked with a C test
+//! client (`tests/data/llvm_client.c`), run (aarch64 under qemu-user), and every
+//! output compared with the reference interpreter; `NAME_detect`'s boxes against
+//! `ternc_runtime::detect` on the reference outputs.
+//!
+//! Cross tools missing locally make the aarch64 tests skip with a message; with
+//! `TERNC_REQUIRE_CROSS=1` (set by `.ci/run`) they fail instead.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use assert_cmd::cargo::CommandCargoExt;
+use ternc_frontend::{init::init, parse_cfg_text};
+use ternc_ir::{Graph, Op};
+use ternc_passes::spec::Spec;
+use ternc_passes::ternarize::{self, Scope};
+use ternc_passes::ternary::DEFAULT_THRESHOLD;
+use ternc_runtime::detect::{decode_region, decode_yolo, nms, Detection};
+use ternc_runtime::{Reference, Tensor};
+
+const TOL: f64 = 1e-4;
+const NMS: f32 = 0.45;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The cfg text with `[net]`'s width and height replaced.
+fn resized(text: &str, w: usize, h: usize) -> String {
+    text.lines()
+        .map(|l| match l.split('=').next().unwrap_or("").trim() {
+            "width" => format!("width={w}"),
+            "height" => format!("height={h}"),
+            _ => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn have(tool: &str) -> bool {
+    Command::new(tool).arg("--version").output().is_ok_and(|o| o.status.success())
+}
+
+/// Whether the tools are there; when not, skips (prints why) or, under
+/// `TERNC_REQUIRE_CROSS=1`, fails.
+fn tools_present(what: &str, tools: &[&str]) -> bool {
+    let missing: Vec<&str> = tools.iter().copied().filter(|t| !have(t)).collect();
+    if missing.is_empty() {
+        return true;
+    }
+    let msg =
+        format!("{what}: missing {} (apt-get install gcc-aarch64-linux-gnu qemu-user)", missing.join(", "));
+    if std::env::var("TERNC_REQUIRE_CROSS").is_ok_and(|v| v == "1") {
+        panic!("{msg}; TERNC_REQUIRE_CROSS=1 forbids skipping");
+    }
+    eprintln!("SKIPPED {msg}");
+    false
+}
+
+fn rel_err(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    if a.iter().any(|v| !v.is_finite()) {
+        return f64::INFINITY;
+    }
+    let scale = b.iter().fold(0f64, |m, &v| m.max(v.abs() as f64)).max(1e-30);
+    let diff = a.iter().zip(b).fold(0f64, |m, (&x, &y)| m.max((x as f64 - y as f64).abs()));
+    diff / scale
+}
+
+fn input(g: &Graph) -> Tensor {
+    let s = g.input_shape();
+    let mut state = 0x1234_5678u32;
+    let data = (0..s.numel())
+        .map(|_| {
+            state = state.wrapping_mul(1664525).wrapping_add(1013904223);
+            (state >> 8) as f32 / (1 << 24) as f32
+        })
+        .collect();
+    Tensor::from_vec(1, s, data)
+}
+
+/// The reference's boxes, relative to the network input, after NMS.
+fn reference_boxes(g: &Graph, heads: &[(usize, Tensor)], thresh: f32) -> Vec<Detection> {
+    let [_, nh, nw] = g.input_shape().to_array();
+    let mut dets = Vec::new();
+    for (l, t) in heads {
+        let [c, h, w] = g.layer(*l).shape.to_array();
+        dets.extend(match &g.layer(*l).op {
+            Op::Yolo(y) => decode_yolo(&t.data, c, h, w, y, nw, nh, nw, nh, false, thresh),
+            Op::Region(r) => decode_region(&t.data, c, h, w, r, nw, nh, nw, nh, false, thresh),
+            _ => Vec::new(),
+        });
+    }
+    nms(&mut dets, NMS);
+    for d in &mut dets {
+        d.bbox = [d.bbox[0] / nw as f32, d.bbox[1] / nh as f32, d.bbox[2] / nw as f32, d.bbox[3] / nh as f32];
+    }
+    dets
+}
+
+#[derive(Clone, Copy)]
+enum Target {
+    Host,
+    Aarch64,
+}
+
+/// Compiles `model` at `size` (fully ternary, random weights of seed 0) for `target`,
+/// links and runs the C client, compares with the reference (boxes above `thresh`).
+fn cross_run(model: &str, size: usize, target: Target, thresh: f32) {
+    let (cc, runner): (&str, Vec<String>) = match target {
+        Target::Host => ("cc", vec![]),
+        Target::Aarch64 => (
+            "aarch64-linux-gnu-gcc",
+            vec!["qemu-aarch64".into(), "-L".into(), "/usr/aarch64-linux-gnu".into()],
+        ),
+    };
+    let what = format!("{model} ({})", if matches!(target, Target::Host) { "host" } else { "aarch64" });
+    let mut tools = vec![cc];
+    if let Some(r) = runner.first() {
+        tools.push(r);
+    }
+    if !tools_present(&what, &tools) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let text =
+        resized(&std::fs::read_to_string(root().join("models/darknet").join(model)).unwrap(), size, size);
+    let cfg = dir.path().join("model.cfg");
+    std::fs::write(&cfg, &text).unwrap();
+    let prefix = dir.path().join("net");
+    let t = if matches!(target, Target::Host) { "host" } else { "aarch64" };
+    let out = Command::cargo_bin("ternc")
+        .unwrap()
+        .args(["compile"])
+        .arg(&cfg)
+        .args(["--layers", "all", "--target", t, "-o"])
+        .arg(&prefix)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{what}: compile failed: {}", String::from_utf8_lossy(&out.stderr));
+    eprintln!("{what}: {}", String::from_utf8_lossy(&out.stdout).trim());
+
+    // the reference on the same model
+    let mut g = parse_cfg_text(Path::new(model), &text).unwrap().graph;
+    g.params = init(&g, 0);
+    let sel = Spec::parse("all").unwrap().select(&g).unwrap();
+    ternarize::run(&mut g, &sel, Scope::Layer, DEFAULT_THRESHOLD).unwrap();
+    let x = input(&g);
+    let heads = Reference::new(&g, 1).unwrap().run(&x, |_| {}).unwrap();
+
+    let bin = dir.path().join("input.bin");
+    std::fs::write(&bin, x.data.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
+    let client = dir.path().join("client");
+    let status = Command::new(cc)
+        .args(["-O2", "-std=c99", "-Wall", "-Werror", "-DMODEL=net", "-include"])
+        .arg(prefix.with_extension("h"))
+        .arg(root().join("tests/data/llvm_client.c"))
+        .arg(prefix.with_extension("o"))
+        .args(["-lm", "-o"])
+        .arg(&client)
+        .status()
+        .unwrap();
+    assert!(status.success(), "{what}: linking the C client failed");
+    let out_prefix = dir.path().join("out");
+    let mut cmd = match runner.split_first() {
+        Some((r, args)) => {
+            let mut c = Command::new(r);
+            c.args(args).arg(&client);
+            c
+        }
+        None => Command::new(&client),
+    };
+    let run = cmd.arg(&bin).arg(&out_prefix).args([thresh.to_string(), NMS.to_string()]).output().unwrap();
+    assert!(
+        run.status.success(),
+        "{what}: the client failed ({}): {}",
+        run.status,
+        String::from_utf8_lossy(&run.stderr)
+    );
+    for (i, (l, want)) in heads.iter().enumerate() {
+        let bytes = std::fs::read(format!("{}.{i}.bin", out_prefix.display())).unwrap();
+        let got: Vec<f32> = bytes.chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+        let e = rel_err(&got, &want.data);
+        eprintln!("{what}: output {i} (layer {l}): {} floats, rel err {e:.2e}", got.len());
+        assert!(e <= TOL, "{what}: output {i} (layer {l}) differs by {e:.3e} relative");
+    }
+    assert!(
+        !Path::new(&format!("{}.{}.bin", out_prefix.display(), heads.len())).exists(),
+        "{what}: more outputs than the reference's heads"
+    );
+
+    let want = reference_boxes(&g, &heads, thresh);
+    let text = std::fs::read_to_string(format!("{}.boxes.txt", out_prefix.display())).unwrap();
+    let got: Vec<Vec<f32>> =
+        text.lines().map(|l| l.split_whitespace().map(|v| v.parse().unwrap()).collect()).collect();
+    eprintln!("{what}: {} boxes (reference {})", got.len(), want.len());
+    assert!(!want.is_empty(), "{what}: the test needs some boxes; lower the threshold");
+    assert_eq!(got.len(), want.len().min(1000), "{what}: box count");
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!(g[0] as usize, w.class, "{what}: {g:?} vs {w:?}");
+        assert!((g[1] - w.score).abs() < 1e-4, "{what}: {g:?} vs {w:?}");
+        for k in 0..4 {
+            assert!((g[2 + k] - w.bbox[k]).abs() < 1e-3, "{what}: {g:?} vs {w:?}");
+        }
+    }
+}
+
+#[test]
+fn yolov3_tiny_host() {
+    cross_run("yolov3-tiny.cfg", 64, Target::Host, 0.3);
+}
+
+#[test]
+fn yolov2_tiny_voc_host() {
+    cross_run("yolov2-tiny-voc.cfg", 96, Target::Host, 0.02);
+}
+
+#[test]
+fn yolov3_tiny_aarch64() {
+    cross_run("yolov3-tiny.cfg", 64, Target::Aarch64, 0.3);
+}
+
+#[test]
+fn yolov2_tiny_voc_aarch64() {
+    cross_run("yolov2-tiny-voc.cfg", 96, Target::Aarch64, 0.02);
+}
+
+#[test]
+fn bad_target_and_cpu_are_input_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = root().join("models/darknet/yolov3-tiny.cfg");
+    let out = Command::cargo_bin("ternc")
+        .unwrap()
+        .arg("compile")
+        .arg(&cfg)
+        .args(["--target", "mips", "-o"])
+        .arg(dir.path().join("x"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = Command::cargo_bin("ternc")
+        .unwrap()
+        .arg("compile")
+        .arg(dir.path().join("missing.cfg"))
+        .args(["-o"])
+        .arg(dir.path().join("x"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
+    assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "no partial output");
+}
