@@ -242,6 +242,16 @@ fn bad_target_and_cpu_are_input_errors() {
     let out = Command::cargo_bin("ternc")
         .unwrap()
         .arg("compile")
+        .arg(&cfg)
+        .args(["--target", "aarch64", "--cpu", "bogus", "-o"])
+        .arg(dir.path().join("x"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown CPU 'bogus'"));
+    let out = Command::cargo_bin("ternc")
+        .unwrap()
+        .arg("compile")
         .arg(dir.path().join("missing.cfg"))
         .args(["-o"])
         .arg(dir.path().join("x"))

@@ -78,6 +78,32 @@ pub enum Arch {
     Aarch64,
 }
 
+/// The CPU names LLVM 14 knows for aarch64 (`llc -mtriple=aarch64 -mcpu=help`).
+pub const AARCH64_CPUS: &[&str] = &[
+    "a64fx", "ampere1", "apple-a10", "apple-a11", "apple-a12", "apple-a13", "apple-a14", "apple-a7",
+    "apple-a8", "apple-a9", "apple-latest", "apple-m1", "apple-s4", "apple-s5", "carmel", "cortex-a34",
+    "cortex-a35", "cortex-a510", "cortex-a53", "cortex-a55", "cortex-a57", "cortex-a65", "cortex-a65ae",
+    "cortex-a710", "cortex-a72", "cortex-a73", "cortex-a75", "cortex-a76", "cortex-a76ae", "cortex-a77",
+    "cortex-a78", "cortex-a78c", "cortex-r82", "cortex-x1", "cortex-x1c", "cortex-x2", "cyclone",
+    "exynos-m3", "exynos-m4", "exynos-m5", "falkor", "generic", "kryo", "neoverse-512tvb", "neoverse-e1",
+    "neoverse-n1", "neoverse-n2", "neoverse-v1", "saphira", "thunderx", "thunderx2t99", "thunderx3t110",
+    "thunderxt81", "thunderxt83", "thunderxt88", "tsv110",
+];
+
+/// The CPU names LLVM 14 knows for x86_64.
+pub const X86_64_CPUS: &[&str] = &[
+    "alderlake", "amdfam10", "athlon", "athlon-4", "athlon-fx", "athlon-mp", "athlon-tbird", "athlon-xp",
+    "athlon64", "athlon64-sse3", "atom", "barcelona", "bdver1", "bdver2", "bdver3", "bdver4", "bonnell",
+    "broadwell", "btver1", "btver2", "c3", "c3-2", "cannonlake", "cascadelake", "cooperlake", "core-avx-i",
+    "core-avx2", "core2", "corei7", "corei7-avx", "generic", "geode", "goldmont", "goldmont-plus", "haswell",
+    "i386", "i486", "i586", "i686", "icelake-client", "icelake-server", "ivybridge", "k6", "k6-2", "k6-3",
+    "k8", "k8-sse3", "knl", "knm", "lakemont", "nehalem", "nocona", "opteron", "opteron-sse3", "penryn",
+    "pentium", "pentium-m", "pentium-mmx", "pentium2", "pentium3", "pentium3m", "pentium4", "pentium4m",
+    "pentiumpro", "prescott", "rocketlake", "sandybridge", "sapphirerapids", "silvermont", "skx", "skylake",
+    "skylake-avx512", "slm", "tigerlake", "tremont", "westmere", "winchip-c6", "winchip2", "x86-64",
+    "x86-64-v2", "x86-64-v3", "x86-64-v4", "yonah", "znver1", "znver2", "znver3",
+];
+
 /// A target: architecture and CPU (`None`: x86-64-v3 for x86_64, `generic` — NEON
 /// baseline — for aarch64; `native` means the host's CPU).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,6 +142,21 @@ impl TargetSpec {
         } else {
             (self.cpu.clone().unwrap_or_else(|| default_cpu.unwrap_or("generic").to_string()), String::new())
         };
+        if !native {
+            let known = match self.arch {
+                Arch::Aarch64 => AARCH64_CPUS,
+                Arch::X86_64 => X86_64_CPUS,
+                Arch::Host if cfg!(target_arch = "aarch64") => AARCH64_CPUS,
+                Arch::Host => X86_64_CPUS,
+            };
+            if !known.contains(&cpu.as_str()) {
+                return Err(err(format!(
+                    "unknown CPU '{cpu}' for {}: one of native, {}",
+                    triple.as_str().to_string_lossy(),
+                    known.join(", ")
+                )));
+            }
+        }
         let target = Target::from_triple(&triple).map_err(err)?;
         target
             .create_target_machine(

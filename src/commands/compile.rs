@@ -96,7 +96,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     };
     let target = TargetSpec { arch, cpu: a.cpu.clone() };
     let object = llvm::compile(&program, &heads, &name, &target).map_err(|e| match e {
-        CodegenError::Backend { msg, .. } if msg.contains("CPU") || msg.contains("target") => {
+        CodegenError::Backend { msg, .. } if msg.starts_with("unknown CPU") => {
             InputError::whole("--cpu", msg).into()
         }
         e => bad_model(e),
