@@ -26,18 +26,6 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The cfg text with `[net]`'s width and height replaced.
-fn resized(text: &str, w: usize, h: usize) -> String {
-    text.lines()
-        .map(|l| match l.split('=').next().unwrap_or("").trim() {
-            "width" => format!("width={w}"),
-            "height" => format!("height={h}"),
-            _ => l.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 fn have(tool: &str) -> bool {
     Command::new(tool).arg("--version").output().is_ok_and(|o| o.status.success())
 }
@@ -124,8 +112,11 @@ fn cross_run(model: &str, size: usize, target: Target, thresh: f32) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let text =
-        resized(&std::fs::read_to_string(root().join("models/darknet").join(model)).unwrap(), size, size);
+    let text = ternc_frontend::with_input_size(
+        &std::fs::read_to_string(root().join("models/darknet").join(model)).unwrap(),
+        size,
+        size,
+    );
     let cfg = dir.path().join("model.cfg");
     std::fs::write(&cfg, &text).unwrap();
     let prefix = dir.path().join("net");

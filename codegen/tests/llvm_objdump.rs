@@ -21,15 +21,7 @@ use ternc_passes::ternarize::{self, Scope};
 
 fn model(file: &str, size: usize, ternary: bool) -> Graph {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/darknet").join(file);
-    let text: String = std::fs::read_to_string(&path)
-        .unwrap()
-        .lines()
-        .map(|l| match l.split('=').next().unwrap_or("").trim() {
-            "width" => format!("width={size}\n"),
-            "height" => format!("height={size}\n"),
-            _ => format!("{l}\n"),
-        })
-        .collect();
+    let text = ternc_frontend::with_input_size(&std::fs::read_to_string(&path).unwrap(), size, size);
     let mut g = parse_cfg_text(Path::new(file), &text).unwrap().graph;
     g.params = init(&g, 3);
     if ternary {
