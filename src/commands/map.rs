@@ -7,7 +7,7 @@ use serde_json::json;
 use ternc_dataset::labels::read_labels;
 use ternc_dataset::map::{evaluate, Detection, GroundTruth, MapReport};
 use ternc_dataset::Dataset;
-use ternc_ir::{InputError, Op};
+use ternc_ir::InputError;
 use ternc_runtime::image;
 
 use super::{detect::detect_image, Backend, Engine, WeightsArgs};
@@ -46,19 +46,6 @@ pub struct Args {
     pub backend: Backend,
 }
 
-fn model_classes(graph: &ternc_ir::Graph) -> usize {
-    graph
-        .heads()
-        .into_iter()
-        .map(|h| match &graph.layer(h).op {
-            Op::Yolo(y) => y.classes,
-            Op::Region(r) => r.classes,
-            _ => 0,
-        })
-        .max()
-        .unwrap_or(0)
-}
-
 pub fn run(a: Args) -> anyhow::Result<()> {
     if !(a.iou > 0.0 && a.iou <= 1.0) {
         anyhow::bail!("--iou {}: expected a value in (0, 1]", a.iou);
@@ -77,7 +64,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         )
         .into());
     }
-    let classes = model_classes(&graph);
+    let classes = super::model_classes(&graph);
     if classes != ds.classes {
         return Err(InputError::whole(
             &a.data,

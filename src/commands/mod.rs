@@ -126,6 +126,20 @@ impl<'g> Engine<'g> {
     }
 }
 
+/// Classes the model's detection heads predict (0 without heads).
+pub fn model_classes(graph: &Graph) -> usize {
+    graph
+        .heads()
+        .into_iter()
+        .map(|h| match &graph.layer(h).op {
+            ternc_ir::Op::Yolo(y) => y.classes,
+            ternc_ir::Op::Region(r) => r.classes,
+            _ => 0,
+        })
+        .max()
+        .unwrap_or(0)
+}
+
 /// `--threads`, defaulting to every core.
 pub fn threads(requested: Option<usize>) -> usize {
     requested.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1)

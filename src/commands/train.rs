@@ -212,19 +212,6 @@ fn one_stage_plan(a: &Args, cfg: &Path) -> anyhow::Result<Plan> {
     })
 }
 
-fn model_classes(graph: &Graph) -> usize {
-    graph
-        .heads()
-        .into_iter()
-        .map(|h| match &graph.layer(h).op {
-            Op::Yolo(y) => y.classes,
-            Op::Region(r) => r.classes,
-            _ => 0,
-        })
-        .max()
-        .unwrap_or(0)
-}
-
 pub fn run(a: Args) -> anyhow::Result<()> {
     let plan = match (&a.stages, &a.cfg) {
         (Some(p), _) => plan::read(p)?,
@@ -260,7 +247,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         )
         .into());
     }
-    let classes = model_classes(&base);
+    let classes = super::model_classes(&base);
     if classes != ds.classes {
         return Err(InputError::whole(
             &data,

@@ -20,30 +20,7 @@ impl Lowerer<'_> {
             return Err(CodegenError::MissingParams { layer: i, kind, what: "weights of the right size" });
         }
         check_activation(cv.activation).map_err(|w| self.unsupported(i, w))?;
-        let (mut scale, bias) = match &p.bn {
-            Some(bn) => (0..rows)
-                .map(|k| {
-                    let a = bn.scales[k] / (bn.variance[k] + BN_EPSILON).sqrt();
-                    (a, p.biases[k] - bn.mean[k] * a)
-                })
-                .unzip(),
-            None => (vec![1.0; rows], p.biases.clone()),
-        };
-        let codes = match (&p.ternary, cv.ternary) {
-            (Some(t), _) => {
-                for (k, s) in scale.iter_mut().enumerate() {
-                    *s *= if t.scales.len() == 1 { t.scales[0] } else { t.scales[k] };
-                }
-                Some(t.codes.clone())
-            }
-            (None, true) => {
-                let t = twn(&p.weights, DEFAULT_THRESHOLD);
-                scale.iter_mut().for_each(|s| *s *= t.alpha);
-                Some(t.codes)
-            }
-            (None, false) => None,
-        };
-        let ep = Epilogue { scale, bias, act: cv.activation };
+        let (ep, codes) = epilogue_and_codes(p, rows, cv.ternary, cv.activation);
         let x = if cv.pad > 0 { self.pad(i, x, [cv.pad; 4], 0.0) } else { x };
         let geo = ConvGeo::new(cv, x, out, self.opts);
         match codes {
@@ -690,39 +667,8 @@ impl ConvGeo {
         setup: &dyn Fn(&mut KernelBuilder, &Index),
         tile: &TileFn,
     ) {
-        let tiles = |kb: &mut KernelBuilder, o: &Index, g: &Index, oy: &Index, rows: usize| {
-            self.tiles(kb, &|kb, ox, n| tile(kb, o, g, oy, &ox, Tile { n, rows }))
-        };
-        // threads split the output channels, or the groups when they are more
-        let (par_groups, par_oc) = (self.groups > self.coutg, self.groups <= self.coutg);
-        let lp = |kb: &mut KernelBuilder,
-                  par: bool,
-                  n: usize,
-                  note: &str,
-                  f: &dyn Fn(&mut KernelBuilder, Index)| {
-            if par {
-                kb.for_parallel(0, idx(n), 1, note, f)
-            } else {
-                kb.for_range(0, idx(n), 1, note, f)
-            }
-        };
-        let channels = |kb: &mut KernelBuilder, body: &dyn Fn(&mut KernelBuilder, &Index, &Index)| {
-            lp(kb, par_groups, self.groups, "group", &|kb, g| {
-                lp(kb, par_oc, self.coutg, "oc", &|kb, oc| {
-                    let o = g.scaled(idx(self.coutg)).plus(&oc);
-                    setup(kb, &o);
-                    body(kb, &o, &g)
-                })
-            })
-        };
-        if self.channel_outer {
-            channels(kb, &|kb, o, g| {
-                self.row_groups(kb, "oy", false, &|kb, oy, rows| tiles(kb, o, g, &oy, rows))
-            });
-        } else {
-            self.row_groups(kb, "oy", false, &|kb, oy, rows| {
-                channels(kb, &|kb, o, g| tiles(kb, o, g, &oy, rows))
-            });
-        }
+        // one chunk of every input channel: Phase::Only throughout
+        let whole = ConvGeo { kchunk: self.cin, ..self.clone() };
+        whole.chunk_loops(kb, &|kb, o, _| setup(kb, o), &|kb, o, g, oy, ox, t, _| tile(kb, o, g, oy, ox, t));
     }
 }

@@ -513,29 +513,7 @@ impl Lowerer<'_> {
         if p.weights.len() != rows * n || p.biases.len() != rows {
             return Err(CodegenError::MissingParams { layer: i, kind, what: "weights of the right size" });
         }
-        let (mut scale, bias): (Vec<f32>, Vec<f32>) = match &p.bn {
-            Some(bn) => (0..rows)
-                .map(|k| {
-                    let a = bn.scales[k] / (bn.variance[k] + BN_EPSILON).sqrt();
-                    (a, p.biases[k] - bn.mean[k] * a)
-                })
-                .unzip(),
-            None => (vec![1.0; rows], p.biases.clone()),
-        };
-        let codes = match (&p.ternary, c.ternary) {
-            (Some(t), _) => {
-                for (k, s) in scale.iter_mut().enumerate() {
-                    *s *= if t.scales.len() == 1 { t.scales[0] } else { t.scales[k] };
-                }
-                Some(t.codes.clone())
-            }
-            (None, true) => {
-                let t = twn(&p.weights, DEFAULT_THRESHOLD);
-                scale.iter_mut().for_each(|s| *s *= t.alpha);
-                Some(t.codes)
-            }
-            (None, false) => None,
-        };
+        let (Epilogue { scale, bias, .. }, codes) = epilogue_and_codes(p, rows, c.ternary, c.activation);
         if codes.as_ref().is_some_and(|t| t.len() != rows * n) {
             return Err(CodegenError::MissingParams {
                 layer: i,

@@ -235,6 +235,41 @@ struct Epilogue {
     act: Activation,
 }
 
+/// The per-output epilogue of a convolution or connected layer with `rows` outputs
+/// (batchnorm folded into scale and bias, the ternary α into the scale) and its
+/// ternary codes: the ternarization pass's, or TWN's for a cfg's `ternary=1`.
+fn epilogue_and_codes(
+    p: &LayerParams,
+    rows: usize,
+    ternary: bool,
+    act: Activation,
+) -> (Epilogue, Option<Vec<i8>>) {
+    let (mut scale, bias): (Vec<f32>, Vec<f32>) = match &p.bn {
+        Some(bn) => (0..rows)
+            .map(|k| {
+                let a = bn.scales[k] / (bn.variance[k] + BN_EPSILON).sqrt();
+                (a, p.biases[k] - bn.mean[k] * a)
+            })
+            .unzip(),
+        None => (vec![1.0; rows], p.biases.clone()),
+    };
+    let codes = match (&p.ternary, ternary) {
+        (Some(t), _) => {
+            for (k, s) in scale.iter_mut().enumerate() {
+                *s *= if t.scales.len() == 1 { t.scales[0] } else { t.scales[k] };
+            }
+            Some(t.codes.clone())
+        }
+        (None, true) => {
+            let t = twn(&p.weights, DEFAULT_THRESHOLD);
+            scale.iter_mut().for_each(|s| *s *= t.alpha);
+            Some(t.codes)
+        }
+        (None, false) => None,
+    };
+    (Epilogue { scale, bias, act }, codes)
+}
+
 fn idx(v: usize) -> i64 {
     v as i64
 }
