@@ -18,6 +18,7 @@ pub mod error;
 pub mod layers;
 mod linalg;
 pub mod loss;
+pub mod multiscale;
 pub mod network;
 mod scratch;
 pub mod sgd;
@@ -26,6 +27,7 @@ pub mod transform;
 
 pub use error::{Result, TrainError};
 pub use loss::{HeadStats, Truth};
+pub use multiscale::MultiScale;
 pub use network::{Kind, Network, Src};
 pub use trainer::{StepStats, Trainer};
 pub use transform::{Twn, WeightTransform};

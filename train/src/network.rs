@@ -66,6 +66,8 @@ pub struct TrainLayer {
 pub struct Network {
     pub layers: Vec<TrainLayer>,
     pub input_shape: Shape,
+    /// Each layer's op, for re-inferring shapes when the input size changes.
+    ops: Vec<Op>,
     batch: usize,
     input: Vec<f32>,
     outputs: Vec<Vec<f32>>,
@@ -86,11 +88,19 @@ fn unsupported(layer: usize, kind: &'static str, why: impl Into<String>) -> Trai
     TrainError::Unsupported { layer, kind, why: why.into() }
 }
 
+/// Why shapes the graph accepts are not trainable here, if they are not.
+fn shape_problem(op: &Op, ins: &[Shape], out: Shape) -> Option<&'static str> {
+    let shortcut = matches!(op, Op::Shortcut(_));
+    (shortcut && ins.iter().any(|f| f.h != out.h || f.w != out.w))
+        .then_some("a shortcut between different sizes is not trainable yet")
+}
+
 impl Network {
     /// Builds the training network from `graph` and its loaded parameters.
     /// Layers flagged `ternary=1` get the TWN transform, as the reference runs them.
     pub fn new(graph: &Graph, batch: usize) -> Result<Self> {
         let mut layers = Vec::with_capacity(graph.num_layers());
+        let mut ops = Vec::with_capacity(graph.num_layers());
         for i in 0..graph.num_layers() {
             let node = graph.layer(i);
             let ty = node.op.type_name();
@@ -149,12 +159,8 @@ impl Network {
                             "weighted shortcuts (weights_type=) are not trainable yet",
                         ));
                     }
-                    if in_shapes.iter().any(|f| f.h != out.h || f.w != out.w) {
-                        return Err(unsupported(
-                            i,
-                            ty,
-                            "a shortcut between different sizes is not trainable yet",
-                        ));
+                    if let Some(why) = shape_problem(&node.op, &in_shapes, out) {
+                        return Err(unsupported(i, ty, why));
                     }
                     if !activation::supported(s.activation) {
                         return Err(unsupported(
@@ -194,10 +200,12 @@ impl Network {
                 op => return Err(unsupported(i, op.type_name(), "this layer type is not trainable yet")),
             };
             layers.push(TrainLayer { index: i, type_name: ty, kind, inputs, in_shapes, out });
+            ops.push(node.op.clone());
         }
         let mut net = Network {
             layers,
             input_shape: graph.input_shape(),
+            ops,
             batch: 0,
             input: Vec::new(),
             outputs: Vec::new(),
@@ -219,20 +227,84 @@ impl Network {
             return;
         }
         self.batch = batch;
-        self.input = vec![0.0; batch * self.input_shape.numel()];
-        self.outputs = self.layers.iter().map(|l| vec![0.0; batch * l.out.numel()]).collect();
-        self.deltas = self.outputs.clone();
+        self.alloc();
+    }
+
+    /// Changes the network input to `w`×`h` (Darknet's `resize_network`, what `random=1`
+    /// multi-scale training does every 10 iterations): every layer's shapes follow from
+    /// the graph's shape rules and the per-batch buffers are resized. Parameters, their
+    /// accumulated updates (the momentum), batchnorm scales and rolling statistics and
+    /// weight transforms are kept as they are: they do not depend on the spatial size.
+    /// Buffers keep their capacity, so going back to a size seen before allocates
+    /// nothing. An error (a size some layer cannot take) changes nothing.
+    pub fn resize(&mut self, w: usize, h: usize) -> Result<()> {
+        if (w, h) == (self.input_shape.w, self.input_shape.h) {
+            return Ok(());
+        }
+        let input = Shape::new(self.input_shape.c, h, w);
+        let at = |l: &TrainLayer, why: String| {
+            unsupported(l.index, l.type_name, format!("at a {w}x{h} input: {why}"))
+        };
+        if w == 0 || h == 0 {
+            let first = self.layers.first().ok_or(TrainError::Config("the model has no layers".into()))?;
+            return Err(at(first, "the input size must be positive".into()));
+        }
+        let mut shapes: Vec<(Vec<Shape>, Shape)> = Vec::with_capacity(self.layers.len());
+        for (l, op) in self.layers.iter().zip(&self.ops) {
+            let ins: Vec<Shape> = l
+                .inputs
+                .iter()
+                .map(|&s| match s {
+                    Src::Input => input,
+                    Src::Layer(j) => shapes[j].1,
+                })
+                .collect();
+            let out = op.infer(&ins).map_err(|why| at(l, why))?;
+            if let Some(why) = shape_problem(op, &ins, out) {
+                return Err(at(l, why.into()));
+            }
+            shapes.push((ins, out));
+        }
+        for ((l, op), (ins, out)) in self.layers.iter_mut().zip(&self.ops).zip(shapes) {
+            match (&mut l.kind, op) {
+                (Kind::Conv(c), _) => (c.input, c.output) = (ins[0], out),
+                (Kind::Reorg { map }, Op::Reorg(r)) => *map = layers::reorg_map(ins[0], r, out),
+                _ => {}
+            }
+            (l.in_shapes, l.out) = (ins, out);
+        }
+        self.input_shape = input;
+        self.alloc();
+        Ok(())
+    }
+
+    /// Sizes every per-batch buffer for `self.batch` images at the current shapes,
+    /// zeroed, keeping the capacity each already has.
+    fn alloc(&mut self) {
+        let batch = self.batch;
+        let fit = |v: &mut Vec<f32>, len: usize| {
+            v.clear();
+            v.resize(len, 0.0);
+        };
+        fit(&mut self.input, batch * self.input_shape.numel());
+        self.outputs.resize_with(self.layers.len(), Vec::new);
+        self.deltas.resize_with(self.layers.len(), Vec::new);
+        for ((l, o), d) in self.layers.iter().zip(&mut self.outputs).zip(&mut self.deltas) {
+            fit(o, batch * l.out.numel());
+            fit(d, batch * l.out.numel());
+        }
         if let Some(d) = &mut self.input_delta {
-            *d = vec![0.0; self.input.len()];
+            fit(d, self.input.len());
         }
         for l in &mut self.layers {
             let len = batch * l.out.numel();
             match &mut l.kind {
                 Kind::Conv(c) => c.alloc(batch),
-                Kind::MaxPool { index, .. } => *index = vec![0; len],
-                Kind::Shortcut { activation, pre } if *activation != Activation::Linear => {
-                    *pre = vec![0.0; len]
+                Kind::MaxPool { index, .. } => {
+                    index.clear();
+                    index.resize(len, 0);
                 }
+                Kind::Shortcut { activation, pre } if *activation != Activation::Linear => fit(pre, len),
                 _ => {}
             }
         }
