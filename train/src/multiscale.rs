@@ -106,6 +106,32 @@ impl MultiScale {
         (d(self.init.0), d(self.init.1))
     }
 
+    /// Every size [`MultiScale::size_at`] can return, sorted: the model must take them
+    /// all, which a caller can check up front by resizing to each. Found by evaluating
+    /// the rule at and around every scale where a side's rounding changes.
+    pub fn sizes(&self) -> Vec<(usize, usize)> {
+        let (lo, hi) = (self.coef.min(1.0 / self.coef), self.coef.max(1.0 / self.coef));
+        let step = self.resize_step as f32;
+        let mut rs = vec![lo, hi];
+        for init in [self.init.0 as f32, self.init.1 as f32] {
+            // a side changes where r·init/step + 1 crosses k + 1/2
+            let (k0, k1) = ((lo * init / step).floor() as i64, (hi * init / step).ceil() as i64 + 1);
+            for k in k0..=k1 {
+                let b = (k as f32 - 0.5) * step / init;
+                rs.extend([b * (1.0 - 1e-6), b, b * (1.0 + 1e-6)]);
+            }
+        }
+        rs.retain(|r| (lo..=hi).contains(r));
+        rs.sort_by(f32::total_cmp);
+        let mids: Vec<f32> = rs.windows(2).map(|p| 0.5 * (p[0] + p[1])).collect();
+        let mut out: Vec<(usize, usize)> =
+            rs.into_iter().chain(mids).map(|r| size_for(self.init, r, self.resize_step)).collect();
+        out.push(self.max_size());
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
     /// Darknet's `rand_scale(coef)` for the block of 10 iterations holding `it`: a
     /// scale in `[1, coef]`, or its inverse, from a hash of the seed and the block.
     pub fn random_val(&self, it: usize) -> f32 {

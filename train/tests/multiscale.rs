@@ -160,8 +160,10 @@ fn sizes_are_multiples_of_the_step_within_darknets_bounds() {
         }
         seen.insert(w);
     }
-    // every multiple of 32 from 320 to 608 occurs
-    assert_eq!(seen.into_iter().collect::<Vec<_>>(), (10..=19).map(|k| k * 32).collect::<Vec<_>>());
+    // every multiple of 32 from 320 to 608 occurs, and sizes() lists exactly these
+    let all: Vec<usize> = (10..=19).map(|k| k * 32).collect();
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), all);
+    assert_eq!(ms.sizes(), all.iter().map(|&d| (d, d)).collect::<Vec<_>>());
     // about half the draws shrink
     let below = (1..2000).filter(|&b| ms.random_val(b * RESIZE_EVERY) < 1.0).count();
     assert!((800..1200).contains(&below), "{below} of 1999 below 1");
@@ -169,11 +171,16 @@ fn sizes_are_multiples_of_the_step_within_darknets_bounds() {
     // a non-square input, another coefficient and step
     let ms = MultiScale::new((320, 192), 1.2, 64, 1000, 3).unwrap().unwrap();
     assert_eq!(ms.max_size(), (448, 320)); // 7 → 448, 4.6 → 5 → 320
-    for it in 0..1000 {
+    let sizes = ms.sizes();
+    let mut seen = std::collections::BTreeSet::new();
+    for it in 0..5000 {
         let (w, h) = ms.size_at(it);
         assert!(w % 64 == 0 && h % 64 == 0, "iteration {it}: {w}x{h}");
         assert!((320..=448).contains(&w) && (192..=320).contains(&h), "iteration {it}: {w}x{h}");
+        assert!(sizes.contains(&(w, h)), "iteration {it}: {w}x{h} not in {sizes:?}");
+        seen.insert((w, h));
     }
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), sizes, "every listed size occurs");
 }
 
 #[test]
