@@ -9,13 +9,18 @@
 //! - [`cranelift`]: JIT compilation of a program for the host.
 //! - [`llvm`]: LLVM (inkwell) object files for the host, x86_64 and aarch64, with a C
 //!   header (`ternc compile`).
-//!
-//! To come: C / HLS C++ / OpenCL printers of the same program.
+//! - [`c`]: the program printed as C99 with the same C API (`ternc compile --target c`).
+//! - [`opencl`]: OpenCL C kernels and C host code with the same C API (`--target opencl`).
+//! - [`hls`]: Vitis HLS C++, a C-simulation test bench, a Tcl script and a per-layer
+//!   report (`--target hls`).
 
+pub mod c;
 pub mod cranelift;
 mod error;
+pub mod hls;
 pub mod llvm;
 pub mod lower;
+pub mod opencl;
 pub mod program;
 
 pub use error::CodegenError;

@@ -263,13 +263,13 @@ fn c_ident(s: &str) -> String {
 
 /// Workspace layout: arena bytes (rounded to 64), then the candidates
 /// (`6 × f32` each), then their order (`i32` each).
-struct Workspace {
-    arena_bytes: u64,
-    candidates: u64,
+pub(crate) struct Workspace {
+    pub(crate) arena_bytes: u64,
+    pub(crate) candidates: u64,
 }
 
 impl Workspace {
-    fn new(program: &Program, heads: &[DetectHead]) -> Workspace {
+    pub(crate) fn new(program: &Program, heads: &[DetectHead]) -> Workspace {
         let arena_bytes = (program.arena_len as u64 * 4).div_ceil(64) * 64;
         let total: u64 = heads
             .iter()
@@ -280,10 +280,10 @@ impl Workspace {
             .sum();
         Workspace { arena_bytes, candidates: total.min(MAX_CANDIDATES as u64) }
     }
-    fn order_offset(&self) -> u64 {
+    pub(crate) fn order_offset(&self) -> u64 {
         self.arena_bytes + self.candidates * 24
     }
-    fn bytes(&self) -> u64 {
+    pub(crate) fn bytes(&self) -> u64 {
         self.order_offset() + self.candidates * 4
     }
 }

@@ -1,11 +1,12 @@
-//! `ternc compile`: a model as an object file with a C API (LLVM backend).
+//! `ternc compile`: a model as an object file with a C API (LLVM backend), or as
+//! portable source with the same C API (C99).
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
 use ternc_codegen::llvm::{self, Arch, TargetSpec};
-use ternc_codegen::{lower, prepare, CodegenError, LowerOptions};
+use ternc_codegen::{c, hls, lower, opencl, prepare, CodegenError, LowerOptions, TernaryKernel};
 use ternc_frontend::atomic::write_atomic;
 use ternc_ir::InputError;
 use ternc_passes::spec::{describe, Spec};
@@ -22,6 +23,21 @@ pub enum Target {
     X86_64,
     /// aarch64 Linux (NEON baseline unless --cpu, e.g. cortex-a72).
     Aarch64,
+    /// Portable C99 source (PREFIX.c + PREFIX.h), ternary weights as 2-bit codes.
+    C,
+    /// OpenCL C kernels (PREFIX.cl) and C host code embedding them (PREFIX.c + PREFIX.h).
+    #[value(name = "opencl")]
+    OpenCl,
+    /// Vitis HLS C++ (PREFIX.cpp/.h, PREFIX_tb.cpp, PREFIX.tcl, an ap_int stand-in) and a
+    /// per-layer report.
+    Hls,
+}
+
+impl Target {
+    /// Whether LLVM compiles it to an object file.
+    fn is_object(self) -> bool {
+        matches!(self, Target::Host | Target::X86_64 | Target::Aarch64)
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -46,13 +62,19 @@ pub struct Args {
     /// Target CPU (LLVM's name, e.g. cortex-a72, skylake; `native` for this machine's).
     #[arg(long, value_name = "NAME")]
     pub cpu: Option<String>,
-    /// Output prefix: writes PREFIX.o and PREFIX.h.
+    /// Output prefix: writes PREFIX.o and PREFIX.h (PREFIX.c and PREFIX.h for --target c;
+    /// also PREFIX.cl for opencl).
     #[arg(short, long, value_name = "PREFIX")]
     pub output: PathBuf,
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
     let start = Instant::now();
+    if a.cpu.is_some() && !a.target.is_object() {
+        return Err(
+            InputError::whole("--cpu", "applies to the object targets (host, x86_64, aarch64) only").into()
+        );
+    }
     let mut graph = super::load_model_or_random(&a.cfg, &a.weights)?;
     let selection = match (&a.layers, &a.plan, &a.stage) {
         (Some(s), _, _) => Some((Spec::parse(s).map_err(|m| InputError::whole("--layers", m))?, None, None)),
@@ -86,13 +108,97 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         }
     };
     let prepared = prepare(&graph).map_err(bad_model)?;
-    let program = lower(&prepared, &LowerOptions::default()).map_err(bad_model)?;
+    // the portable targets keep ternary weights as 2-bit codes, read without multiplies
+    let opts = match a.target.is_object() {
+        true => LowerOptions::default(),
+        false => LowerOptions { ternary: TernaryKernel::Packed, ..LowerOptions::default() },
+    };
+    let program = lower(&prepared, &opts).map_err(bad_model)?;
     let heads = llvm::detect_heads(&graph).map_err(bad_model)?;
     let name = llvm::c_name(&a.output);
+    let with_ext = |ext: &str| {
+        let mut p = a.output.clone().into_os_string();
+        p.push(ext);
+        PathBuf::from(p)
+    };
+    let weights_bytes: usize =
+        (0..graph.num_layers()).filter_map(|i| graph.params.layer(i)).map(|p| 4 * p.weights.len()).sum();
+    let mib = |b: usize| b as f64 / (1 << 20) as f64;
     let arch = match a.target {
         Target::Host => Arch::Host,
         Target::X86_64 => Arch::X86_64,
         Target::Aarch64 => Arch::Aarch64,
+        Target::C => {
+            let src = c::compile(&program, &heads, &name).map_err(bad_model)?;
+            let (c_path, h_path) = (with_ext(".c"), with_ext(".h"));
+            write_atomic(&c_path, src.source.as_bytes())
+                .with_context(|| format!("cannot write {}", c_path.display()))?;
+            write_atomic(&h_path, src.header.as_bytes())
+                .with_context(|| format!("cannot write {}", h_path.display()))?;
+            println!(
+                "{}: {} kernels, {} constant tables ({:.2} MiB; fp32 weights {:.2} MiB), workspace {:.2} MiB; \
+                 C source {:.2} MiB; generated in {:.2} s",
+                name,
+                program.kernels.len(),
+                program.consts.len(),
+                mib(program.const_bytes()),
+                mib(weights_bytes),
+                mib(src.workspace_bytes as usize),
+                mib(src.source.len()),
+                start.elapsed().as_secs_f64(),
+            );
+            eprintln!("wrote {} and {}", c_path.display(), h_path.display());
+            return Ok(());
+        }
+        Target::OpenCl => {
+            let src = opencl::compile(&program, &heads, &name).map_err(bad_model)?;
+            let paths = [with_ext(".cl"), with_ext(".c"), with_ext(".h")];
+            for (p, text) in paths.iter().zip([&src.kernels, &src.host, &src.header]) {
+                write_atomic(p, text.as_bytes()).with_context(|| format!("cannot write {}", p.display()))?;
+            }
+            println!(
+                "{}: {} kernels, constants {:.2} MiB (fp32 weights {:.2} MiB), workspace {:.2} MiB; \
+                 OpenCL source {:.2} MiB, host C {:.2} MiB; generated in {:.2} s",
+                name,
+                program.kernels.len(),
+                mib(src.const_bytes),
+                mib(weights_bytes),
+                mib(src.workspace_bytes as usize),
+                mib(src.kernels.len()),
+                mib(src.host.len()),
+                start.elapsed().as_secs_f64(),
+            );
+            eprintln!("wrote {}, {} and {}", paths[0].display(), paths[1].display(), paths[2].display());
+            return Ok(());
+        }
+        Target::Hls => {
+            let stem = a.output.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            if stem.is_empty() || stem.contains(['"', '\\', '\n']) {
+                return Err(
+                    InputError::whole(&a.output, "the output name cannot be used in a C++ #include").into()
+                );
+            }
+            let project = hls::compile(&program, &name, &stem).map_err(bad_model)?;
+            let dir = a.output.parent().map(PathBuf::from).unwrap_or_default();
+            let mut written = Vec::new();
+            for (file, text) in &project.files {
+                let p = dir.join(file);
+                write_atomic(&p, text.as_bytes()).with_context(|| format!("cannot write {}", p.display()))?;
+                written.push(p.display().to_string());
+            }
+            println!("{}", project.report);
+            println!(
+                "{}: {} kernels, constants {:.2} MiB (fp32 weights {:.2} MiB); C++ {:.2} MiB; generated in {:.2} s",
+                name,
+                program.kernels.len(),
+                mib(program.const_bytes()),
+                mib(weights_bytes),
+                mib(project.files.iter().map(|f| f.1.len()).sum()),
+                start.elapsed().as_secs_f64(),
+            );
+            eprintln!("wrote {}", written.join(", "));
+            return Ok(());
+        }
     };
     let target = TargetSpec { arch, cpu: a.cpu.clone() };
     let object = llvm::compile(&program, &heads, &name, &target).map_err(|e| match e {
@@ -101,17 +207,10 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         }
         e => bad_model(e),
     })?;
-    let with_ext = |ext: &str| {
-        let mut p = a.output.clone().into_os_string();
-        p.push(ext);
-        PathBuf::from(p)
-    };
     let (obj_path, h_path) = (with_ext(".o"), with_ext(".h"));
     write_atomic(&obj_path, &object.bytes).with_context(|| format!("cannot write {}", obj_path.display()))?;
     write_atomic(&h_path, object.header.as_bytes())
         .with_context(|| format!("cannot write {}", h_path.display()))?;
-    let weights_bytes: usize =
-        (0..graph.num_layers()).filter_map(|i| graph.params.layer(i)).map(|p| 4 * p.weights.len()).sum();
     println!(
         "{}: {} kernels, {} constant tables ({:.2} MiB; fp32 weights {:.2} MiB), workspace {:.2} MiB; \
          object {:.2} MiB; compiled in {:.2} s (LLVM: IR {:.2} s, O3 {:.2} s, codegen {:.2} s)",

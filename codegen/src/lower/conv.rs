@@ -25,11 +25,14 @@ impl Lowerer<'_> {
         let geo = ConvGeo::new(cv, x, out, self.opts);
         match codes {
             None => self.conv_float(i, &geo, &p.weights, &ep),
+            Some(codes) if self.opts.ternary == TernaryKernel::Packed => {
+                self.conv_packed(i, &geo, &codes, &ep)
+            }
             Some(codes) => {
                 let nonzero = codes.iter().filter(|&&c| c != 0).count();
                 let unroll = match self.opts.ternary {
                     TernaryKernel::Auto => nonzero <= self.opts.unroll_max_taps,
-                    TernaryKernel::Table => false,
+                    TernaryKernel::Table | TernaryKernel::Packed => false,
                     TernaryKernel::Unrolled => true,
                 };
                 if unroll {
@@ -241,6 +244,109 @@ impl Lowerer<'_> {
             );
             self.kernels.push(kb.finish());
         }
+    }
+
+    /// The decode table of 2-bit codes, shared by the program's packed layers: entry
+    /// `256·q + byte` is code `q` of `byte` as 0.0, +1.0 or −1.0 (`0b10`, never
+    /// emitted, reads as 0).
+    fn decode2_table(&mut self) -> Buf {
+        const NAME: &str = "ternary2.decode";
+        if let Some(k) = self.consts.iter().position(|t| t.name == NAME) {
+            return Buf::Const(k);
+        }
+        let dec = (0..4)
+            .flat_map(|q| {
+                (0..256u32).map(move |b| match (b >> (2 * q)) & 3 {
+                    0b01 => 1.0f32,
+                    0b11 => -1.0,
+                    _ => 0.0,
+                })
+            })
+            .collect();
+        self.table(NAME.to_string(), ConstData::F32(dec))
+    }
+
+    /// [`TernaryKernel::Packed`]: per output channel, the packed row's bytes in order;
+    /// each of a byte's four codes is decoded through [`Self::decode2_table`], its tap
+    /// offset read from a table shared by all channels (padding columns point at tap
+    /// 0 with code 0), and every accumulator of the tile gets
+    /// `+ select(c > 0, x, 0) − select(c < 0, x, 0)`.
+    pub(super) fn conv_packed(&mut self, i: usize, geo: &ConvGeo, codes: &[i8], ep: &Epilogue) {
+        let rows = codes.len() / geo.kk.max(1);
+        let packed =
+            ternc_passes::pack::Packed2::pack(codes, rows, geo.kk, ternc_passes::pack::Scales::Layer(1.0))
+                .expect("codes of a ternary layer are -1, 0 or +1");
+        let row_bytes = packed.row_bytes;
+        let taps: Vec<i32> = (0..4 * row_bytes).map(|j| if j < geo.kk { geo.tap(j) } else { 0 }).collect();
+        let dec = self.decode2_table();
+        let codes_t = self.table(format!("conv{i}.codes2"), ConstData::U8(packed.data));
+        let taps_t = self.table(format!("conv{i}.taps"), ConstData::I32(taps));
+        let scale = self.table(format!("conv{i}.scale"), ConstData::F32(ep.scale.clone()));
+        let bias = self.table(format!("conv{i}.bias"), ConstData::F32(ep.bias.clone()));
+        let mut kb = KernelBuilder::new(format!("conv {i} ternary packed"), Some(i));
+        let r = Regs::new(&mut kb, geo);
+        let (byte, tap) = (kb.local(Ty::I32), kb.local(Ty::I32));
+        let (code, p) = (kb.local(Ty::F32), kb.local(Ty::F32));
+        let (vcode, vz, vp) = (kb.local(Ty::F32x4), kb.local(Ty::F32x4), kb.local(Ty::F32x4));
+        geo.channel_loops(
+            &mut kb,
+            &|kb, o| {
+                kb.load(r.s, scale, o.clone());
+                kb.load(r.b, bias, o.clone());
+            },
+            &|kb, o, g, oy, ox, tile| {
+                r.zero(kb, geo, tile);
+                let nv = geo.in_vectors(tile.n);
+                if nv > 0 {
+                    kb.assign(vz, Expr::Splat(Operand::F32(0.0)));
+                }
+                let base = geo.input_at(g, oy, ox);
+                kb.for_range(0, idx(row_bytes), 1, "code bytes", |kb, b| {
+                    kb.load(byte, codes_t, o.scaled(idx(row_bytes)).plus(&b));
+                    for q in 0..4 {
+                        kb.load(code, dec, Index::at(256 * q).dynamic(byte));
+                        kb.load(tap, taps_t, b.scaled(4).add(q));
+                        let at = base.clone().dynamic(tap);
+                        if nv > 0 {
+                            kb.assign(vcode, Expr::Splat(code.into()));
+                        }
+                        for row in 0..tile.rows {
+                            let at = at.add(idx(row * geo.sy * geo.x.w));
+                            for (k, &a) in r.vacc[row][..nv / 4].iter().enumerate() {
+                                kb.assign(r.vx, Expr::LoadVec { buf: geo.x.buf, index: at.add(4 * idx(k)) });
+                                for (cmp, op) in [(Cmp::Gt, BinOp::Add), (Cmp::Lt, BinOp::Sub)] {
+                                    let sel = Expr::Select {
+                                        cmp,
+                                        lhs: vcode.into(),
+                                        rhs: vz.into(),
+                                        then: r.vx.into(),
+                                        otherwise: vz.into(),
+                                    };
+                                    kb.assign(vp, sel);
+                                    kb.binary(a, op, a, vp);
+                                }
+                            }
+                            for (t, &a) in r.acc[row].iter().enumerate().take(tile.n).skip(nv) {
+                                kb.load(r.x, geo.x.buf, at.add(idx(t * geo.sx)));
+                                for (cmp, op) in [(Cmp::Gt, BinOp::Add), (Cmp::Lt, BinOp::Sub)] {
+                                    let sel = Expr::Select {
+                                        cmp,
+                                        lhs: code.into(),
+                                        rhs: Operand::F32(0.0),
+                                        then: r.x.into(),
+                                        otherwise: Operand::F32(0.0),
+                                    };
+                                    kb.assign(p, sel);
+                                    kb.binary(a, op, a, p);
+                                }
+                            }
+                        }
+                    }
+                });
+                r.epilogue(kb, geo, tile, Some(r.s.into()), r.b.into(), ep.act, geo.out_at(o, oy, ox));
+            },
+        );
+        self.kernels.push(kb.finish());
     }
 
     pub(super) fn conv_unrolled(&mut self, i: usize, geo: &ConvGeo, codes: &[i8], ep: &Epilogue) {

@@ -33,6 +33,9 @@
 //!   grows with the number of nonzero weights (times the tile shapes), so it is only
 //!   for small layers ([`LowerOptions::unroll_max_taps`]).
 //!
+//! A third form, [`TernaryKernel::Packed`], keeps the weights as 2-bit codes (see its
+//! docs); the portable printers (C, HLS, OpenCL) use it.
+//!
 //! Table kernels sum the input channels in chunks ([`LowerOptions::chunk_bytes`]):
 //! the part of the input that one pass over the tiles reads for a chunk (whole
 //! planes with channels outermost, the rows of a row group otherwise) stays in L1
@@ -74,6 +77,13 @@ pub enum TernaryKernel {
     Auto,
     Table,
     Unrolled,
+    /// **packed**: the codes stay 2-bit constants (`ternc_passes::pack::Packed2`, four
+    /// a byte), read densely: per tap, the code is decoded through a constant table
+    /// (byte, position → 0.0 / +1.0 / −1.0) and the input is added or subtracted by
+    /// compare-and-select, no multiply. Twice the work of a table on a CPU (zeros are
+    /// not skipped), but constant trip counts and 2 bits a weight: the form the C, HLS
+    /// and OpenCL printers use.
+    Packed,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -1,0 +1,156 @@
+//! The emitted C (and HLS C++): a snapshot for a tiny network, so changes in generated
+//! code are reviewed like code, and the check that the ternary convolution loops hold
+//! no `*` between weights and activations (while the float convolutions' loops do,
+//! so the check can fail).
+
+use std::path::{Path, PathBuf};
+
+use ternc_codegen::{c, hls, llvm, lower, prepare, LowerOptions, TernaryKernel};
+use ternc_frontend::{init::init, parse_cfg_text};
+use ternc_ir::Graph;
+use ternc_passes::spec::Spec;
+use ternc_passes::ternarize::{self, Scope};
+
+/// A ternary 3x3 convolution, a float 1x1 convolution, maxpool, upsample, a concat
+/// route and a yolo head over a 6x6x2 input (as `tests/dump.rs`).
+const TINY: &str = "[net]
+width=6
+height=6
+channels=2
+
+[convolutional]
+batch_normalize=1
+filters=3
+size=3
+stride=1
+pad=1
+activation=leaky
+ternary=1
+
+[maxpool]
+size=2
+stride=2
+
+[upsample]
+stride=2
+
+[route]
+layers=-1,0
+
+[convolutional]
+filters=6
+size=1
+stride=1
+activation=linear
+
+[yolo]
+mask=0
+anchors=2,3,4,5
+classes=1
+num=2
+";
+
+fn packed() -> LowerOptions {
+    LowerOptions { tile: 4, ternary: TernaryKernel::Packed, ..Default::default() }
+}
+
+#[test]
+fn tiny_c_source() {
+    let mut g = parse_cfg_text(Path::new("tiny.cfg"), TINY).unwrap().graph;
+    g.params = init(&g, 1);
+    let p = lower(&prepare(&g).unwrap(), &packed()).unwrap();
+    let heads = llvm::detect_heads(&g).unwrap();
+    let src = c::compile(&p, &heads, "tiny").unwrap();
+    assert!(src.source.starts_with(&src.header), "the header heads the C file");
+    insta::assert_snapshot!(src.source);
+}
+
+fn model(file: &str, size: usize, ternary: bool) -> Graph {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/darknet").join(file);
+    let text = ternc_frontend::with_input_size(&std::fs::read_to_string(&path).unwrap(), size, size);
+    let mut g = parse_cfg_text(Path::new(file), &text).unwrap().graph;
+    g.params = init(&g, 3);
+    if ternary {
+        let sel = Spec::parse("all").unwrap().select(&g).unwrap();
+        ternarize::run(&mut g, &sel, Scope::Layer, 0.7).unwrap();
+    }
+    g
+}
+
+/// The bodies of the loops whose `for` line carries the comment `/* note */`.
+fn loop_bodies(src: &str, note: &str) -> Vec<String> {
+    let lines: Vec<&str> = src.lines().collect();
+    let mut out = Vec::new();
+    for (k, l) in lines.iter().enumerate() {
+        if !(l.trim_start().starts_with("for (") && l.ends_with(&format!("/* {note} */"))) {
+            continue;
+        }
+        let mut depth = 1;
+        let mut body = String::new();
+        for l in &lines[k + 1..] {
+            depth += l.matches('{').count() as i32 - l.matches('}').count() as i32;
+            if depth <= 0 {
+                break;
+            }
+            body.push_str(l);
+            body.push('\n');
+        }
+        out.push(body);
+    }
+    out
+}
+
+/// `s` without what lies inside `[...]` (index arithmetic) and without comments.
+fn values_only(s: &str) -> String {
+    let mut out = String::new();
+    let mut depth = 0;
+    for ch in s.chars() {
+        match ch {
+            '[' => depth += 1,
+            ']' => depth -= 1,
+            c if depth == 0 => out.push(c),
+            _ => {}
+        }
+    }
+    out.lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .map(|l| l.split("/*").next().unwrap_or(""))
+        .collect()
+}
+
+#[test]
+fn ternary_loops_have_no_multiply() {
+    for (file, size) in [("yolov3-tiny.cfg", 64), ("yolov2-tiny-voc.cfg", 96)] {
+        let g = model(file, size, true);
+        let p = lower(
+            &prepare(&g).unwrap(),
+            &LowerOptions { ternary: TernaryKernel::Packed, ..Default::default() },
+        )
+        .unwrap();
+        let heads = llvm::detect_heads(&g).unwrap();
+        let c_src = c::compile(&p, &heads, "net").unwrap().source;
+        let hls_src =
+            hls::compile(&p, "net", "net").unwrap().files.into_iter().find(|f| f.0 == "net.cpp").unwrap().1;
+        let convs = (0..g.num_layers()).filter(|&i| g.layer(i).op.type_name() == "convolutional").count();
+        for (what, src) in [("C", &c_src), ("HLS", &hls_src)] {
+            let bodies = loop_bodies(src, "code bytes");
+            assert!(
+                bodies.len() >= convs,
+                "{file} {what}: {} ternary loops for {convs} convolutions",
+                bodies.len()
+            );
+            for b in &bodies {
+                let v = values_only(b);
+                assert!(!v.contains('*'), "{file} {what}: a multiply in a ternary loop:\n{b}");
+                assert!(v.contains(" + ") && v.contains(" - "), "{file} {what}: adds and subtracts:\n{b}");
+            }
+        }
+        // the same network in float: its convolution loops multiply
+        let g = model(file, size, false);
+        let p = lower(&prepare(&g).unwrap(), &LowerOptions::default()).unwrap();
+        let src = c::compile(&p, &heads, "net").unwrap().source;
+        let bodies = loop_bodies(&src, "taps");
+        assert!(!bodies.is_empty(), "{file}: float tap loops");
+        assert!(bodies.iter().all(|b| values_only(b).contains(" * ")), "{file}: float loops multiply");
+    }
+}
