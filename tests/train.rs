@@ -62,14 +62,20 @@ fn json(path: &Path) -> serde_json::Value {
 
 /// `loss.csv` rows as (iteration, loss, avg_loss, lr).
 fn csv_rows(path: &Path) -> Vec<(usize, f64, f64, f64)> {
+    csv_full(path).into_iter().map(|r| (r.0, r.1, r.2, r.3)).collect()
+}
+
+/// `loss.csv` rows as (iteration, loss, avg_loss, lr, flip_fraction).
+fn csv_full(path: &Path) -> Vec<(usize, f64, f64, f64, f64)> {
     let text = std::fs::read_to_string(path).unwrap();
     let mut lines = text.lines();
-    assert_eq!(lines.next(), Some("iteration,loss,avg_loss,lr,images_per_s,seconds"));
+    assert_eq!(lines.next(), Some("iteration,loss,avg_loss,lr,images_per_s,seconds,flip_fraction"));
     lines
         .map(|l| {
             let f: Vec<&str> = l.split(',').collect();
-            assert_eq!(f.len(), 6, "{l}");
-            (f[0].parse().unwrap(), f[1].parse().unwrap(), f[2].parse().unwrap(), f[3].parse().unwrap())
+            assert_eq!(f.len(), 7, "{l}");
+            let p = |i: usize| f[i].parse::<f64>().unwrap();
+            (f[0].parse().unwrap(), p(1), p(2), p(3), p(6))
         })
         .collect()
 }
@@ -153,6 +159,9 @@ fn two_stages_write_every_file_learn_and_chain() {
     // Summary: one row per stage; M1 is smaller packed.
     let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
     assert!(md.contains("| fp32 | 0 of 4 | `none` | 40 |"), "{md}");
+    // no ternary layer: no flips reported; M1's are a fraction
+    assert!(csv_full(&s1.join("loss.csv")).iter().all(|r| r.4 == 0.0));
+    assert!(csv_full(&s2.join("loss.csv")).iter().all(|r| (0.0..=1.0).contains(&r.4)));
     assert!(md.contains("| M1 | 2 of 4 | `all-but-first-and-last` | 6 |"), "{md}");
     let sj = json(&out.join("summary.json"));
     let stages = sj["stages"].as_array().unwrap();
@@ -168,7 +177,8 @@ fn two_stages_write_every_file_learn_and_chain() {
 fn resume_after_an_abrupt_stop_equals_an_uninterrupted_run() {
     let dir = tempfile::tempdir().unwrap();
     let data = synth(dir.path());
-    let body = "checkpoint_every = 4\n\n[[stage]]\nname = \"s\"\nlayers = \"2\"\niterations = 12\n";
+    // with an EMA and a short flip window, whose state the checkpoint must carry too
+    let body = "checkpoint_every = 4\n\n[[stage]]\nname = \"s\"\nlayers = \"2\"\niterations = 12\nema = 0.9\nflip_window = 3\n";
     let a = dir.path().join("a");
     let b = dir.path().join("b");
     std::fs::create_dir_all(&a).unwrap();
@@ -190,13 +200,14 @@ fn resume_after_an_abrupt_stop_equals_an_uninterrupted_run() {
     assert!(o.status.success(), "{stderr}");
     assert!(stderr.contains("stage s: resuming at iteration 4/12"), "{stderr}");
     let sa = a.join("out/s");
-    for f in ["last.weights", "best.weights"] {
+    for f in ["last.weights", "best.weights", "ema.weights"] {
         let (x, y) = (std::fs::read(sa.join(f)).unwrap(), std::fs::read(sb.join(f)).unwrap());
         assert!(x == y, "{f} differs after resume");
     }
-    let (ra, rb) = (csv_rows(&sa.join("loss.csv")), csv_rows(&sb.join("loss.csv")));
+    let (ra, rb) = (csv_full(&sa.join("loss.csv")), csv_full(&sb.join("loss.csv")));
     assert_eq!(ra, rb);
     assert_eq!(rb.len(), 12);
+    assert!(rb.iter().any(|r| r.4 > 0.0), "some codes flip in 12 iterations at lr 0.005: {rb:?}");
     assert_eq!(json(&sa.join("metrics.json"))["map50"], json(&sb.join("metrics.json"))["map50"]);
     // Only the newest checkpoint is kept, and the finished stage is marked done.
     assert!(!sb.join("checkpoint-4.weights").exists() && sb.join("checkpoint-12.weights").is_file());
@@ -260,4 +271,68 @@ fn bad_plans_are_exit_2_with_file_and_line() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no stage named 'zz'"));
     assert!(!dir.path().join("out/a").exists(), "no stage output on bad input");
+}
+
+/// The QAT remedies of seed 003 on a ternary stage: the EMA is what `best.weights`
+/// holds, QC writes `corrected.weights` with the same weights (so the same ternary
+/// codes) and other biases, and the summary reports both and the flips.
+#[test]
+fn ema_and_correction_on_a_ternary_stage() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = synth(dir.path());
+    let plan = write_plan(
+        dir.path(),
+        &data,
+        "[[stage]]\nname = \"fp32\"\nlayers = \"none\"\niterations = 10\n\n\
+         [[stage]]\nname = \"M3\"\nlayers = \"all\"\niterations = 8\nema = 0.99\ncorrection = true\nflip_window = 4\n",
+    );
+    let o = train(&plan, &[]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    let m3 = dir.path().join("out/M3");
+    for f in ["best.weights", "last.weights", "ema.weights", "corrected.weights", "loss.png", "stage.json"] {
+        assert!(m3.join(f).is_file(), "{f} missing; {stderr}");
+    }
+    // 18 training images at batch 8: QC is one epoch of 3 iterations.
+    assert!(stderr.contains("stage M3: QC: 3 iterations (one epoch)"), "{stderr}");
+
+    let g = ternc_frontend::load_cfg(&m3.join("M3.cfg")).unwrap().graph;
+    let read = |f: &str| ternc_frontend::weights::read(&m3.join(f), &g, None).unwrap();
+    let (best, last, ema, corrected) =
+        (read("best.weights"), read("last.weights"), read("ema.weights"), read("corrected.weights"));
+    let convs: Vec<usize> = (0..g.num_layers()).filter(|&i| g.layer(i).op.has_weights()).collect();
+    assert_eq!(convs.len(), 4);
+    for &l in &convs {
+        assert!(g.layer(l).op.is_ternary(), "layer {l} is ternary=1 in M3.cfg");
+        let (b, c) = (best.layer(l).unwrap(), corrected.layer(l).unwrap());
+        assert_eq!(b.weights, c.weights, "QC froze layer {l}'s weights, so its ternary codes");
+        assert_ne!(
+            last.layer(l).unwrap().weights,
+            ema.layer(l).unwrap().weights,
+            "the EMA lags the live weights"
+        );
+    }
+    let head = convs[3];
+    assert_ne!(
+        best.layer(head).unwrap().biases,
+        corrected.layer(head).unwrap().biases,
+        "QC trains the biases"
+    );
+    let bn = |p: &ternc_ir::ParamStore| p.layer(convs[1]).unwrap().bn.clone().unwrap();
+    assert_ne!(bn(&best).mean, bn(&corrected).mean, "QC re-estimates batchnorm statistics");
+
+    let st = json(&m3.join("stage.json"));
+    assert_eq!(st["ema"].as_f64().unwrap() as f32, 0.99);
+    assert_eq!(st["corrected"]["iterations"], 3);
+    let map = st["corrected"]["map50"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&map), "{map}");
+    let flips = st["flip_fraction"].as_f64().unwrap();
+    let rows = csv_full(&m3.join("loss.csv"));
+    let want = rows[4..].iter().map(|r| r.4).sum::<f64>() / 4.0;
+    assert!((flips - want).abs() < 1e-6, "{flips} vs {want}");
+    let png = image::open(m3.join("loss.png")).unwrap().to_rgb8();
+    assert_eq!(png.dimensions(), (720, 620), "loss.png has the flips panel");
+    let md = std::fs::read_to_string(dir.path().join("out/summary.md")).unwrap();
+    assert!(md.contains("| M3 | 4 of 4 | `all` | 8 (EMA 0.99) |"), "{md}");
+    assert!(md.contains(&format!("{map:.4}")), "{md}");
 }

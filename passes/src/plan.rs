@@ -20,8 +20,9 @@
 //! iterations = 41000                            # optional: iterations to run (default max_batches)
 //! checkpoint_every = 500                        # optional: overrides the plan's
 //! eval_every = 2000                             # optional: overrides the plan's
-//! ema = 0.9998                                  # optional: weight EMA (parsed; for QAT remedies)
-//! correction = true                             # optional: QC after the stage (parsed; ditto)
+//! ema = 0.9998                                  # optional: evaluate/save an EMA of the weights
+//! correction = true                             # optional: QC (one epoch of scale/bias correction)
+//! flip_window = 100                             # optional: oscillation window (also top level)
 //! ```
 //!
 //! Every key but `cfg`, `out` and the stages' `name` and `layers` is optional; an
@@ -51,6 +52,8 @@ struct RawPlan {
     #[serde(default)]
     eval_every: Option<usize>,
     #[serde(default)]
+    flip_window: Option<usize>,
+    #[serde(default)]
     stage: Vec<RawStage>,
 }
 
@@ -79,10 +82,15 @@ struct RawStage {
     ema: Option<f32>,
     #[serde(default)]
     correction: Option<bool>,
+    #[serde(default)]
+    flip_window: Option<usize>,
 }
 
 /// Checkpoint interval of a plan that gives none.
 pub const DEFAULT_CHECKPOINT_EVERY: usize = 100;
+
+/// Iterations over which ternary code flips are counted when a plan gives no `flip_window`.
+pub const DEFAULT_FLIP_WINDOW: usize = 100;
 
 /// Darknet `[net]` training keys a stage may override.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -111,11 +119,15 @@ pub struct Stage {
     /// Iterations between validation mAP runs (the stage's, else the plan's; none:
     /// `best.weights` is the lowest smoothed training loss).
     pub eval_every: Option<usize>,
-    /// Decay of an exponential moving average of the weights (e.g. 0.9998); parsed
-    /// here, applied by the QAT remedies.
+    /// Decay of an exponential moving average of the weights (e.g. 0.9998): the
+    /// average, not the live weights, is evaluated and saved as `best.weights`.
     pub ema: Option<f32>,
-    /// Run the correction (QC) after the stage; parsed here, applied by the QAT remedies.
+    /// Run the correction (QC) after the stage: one epoch training only per-channel
+    /// scales and biases with the weights frozen, saved as `corrected.weights`.
     pub correction: bool,
+    /// Oscillation is reported as the fraction of ternary weights whose code changed
+    /// in the last `flip_window` iterations (the stage's, else the plan's, else 100).
+    pub flip_window: usize,
 }
 
 /// A validated plan with paths resolved against the plan file's directory.
@@ -236,6 +248,8 @@ pub fn parse(path: &Path, text: &str) -> Result<Plan, InputError> {
             .or(raw.checkpoint_every)
             .unwrap_or(DEFAULT_CHECKPOINT_EVERY);
         let eval_every = positive(s.eval_every, "eval_every")?.or(raw.eval_every);
+        let flip_window =
+            positive(s.flip_window, "flip_window")?.or(raw.flip_window).unwrap_or(DEFAULT_FLIP_WINDOW);
         if let Some(e) = s.ema {
             if !(e > 0.0 && e < 1.0) {
                 return Err(InputError::at_line(
@@ -266,10 +280,14 @@ pub fn parse(path: &Path, text: &str) -> Result<Plan, InputError> {
             eval_every,
             ema: s.ema,
             correction: s.correction.unwrap_or(false),
+            flip_window,
         });
     }
-    for key in ["checkpoint_every", "eval_every"] {
-        let v = if key == "eval_every" { raw.eval_every } else { raw.checkpoint_every };
+    for (key, v) in [
+        ("checkpoint_every", raw.checkpoint_every),
+        ("eval_every", raw.eval_every),
+        ("flip_window", raw.flip_window),
+    ] {
         if v == Some(0) {
             return Err(InputError::at_line(
                 path,

@@ -39,7 +39,12 @@ impl Image {
 pub fn load(path: &Path) -> Result<Image, InputError> {
     let bytes =
         std::fs::read(path).map_err(|e| InputError::whole(path, format!("cannot read the image: {e}")))?;
-    let decoded = image::load_from_memory(&bytes).map_err(|e| {
+    decode(path, &bytes)
+}
+
+/// [`load`] of an image already in memory; `path` names it in errors.
+pub fn decode(path: &Path, bytes: &[u8]) -> Result<Image, InputError> {
+    let decoded = image::load_from_memory(bytes).map_err(|e| {
         // Decoder messages may span lines; the contract is one line.
         let why = e.to_string().replace(['\n', '\r'], " ");
         InputError::whole(path, format!("expected a JPEG or PNG image: {why}"))

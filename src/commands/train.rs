@@ -4,14 +4,20 @@
 //! Files of a stage directory:
 //! - `<stage>.cfg`: the model cfg with `ternary=1` on the stage's ternary layers;
 //! - `best.weights`, `last.weights`;
-//! - `loss.csv` (`iteration,loss,avg_loss,lr,images_per_s,seconds`) and `loss.png`;
+//! - `loss.csv` (`iteration,loss,avg_loss,lr,images_per_s,seconds,flip_fraction`) and
+//!   `loss.png`; `flip_fraction` is the share of ternary weights whose code changed in
+//!   the last `flip_window` iterations (the oscillation seed 003 is about);
+//! - with `ema`: `best.weights` holds the moving average, `ema.weights` its final value;
+//! - with `correction`: `corrected.weights` (QC, see [`correction`]);
 //! - `metrics.json` (`map50`, `map50_11pt`, `avg_iou` of `best.weights` on the valid list);
 //! - `stage.json`: what the stage started from (path, size, FNV-1a hash), its layers,
 //!   iterations, metrics and packed size: what `summary.md`/`summary.json` are made of;
-//! - `checkpoint.json` + `checkpoint-N.weights` + `checkpoint-N.momentum`: the resume
-//!   point (see [`State`]); `checkpoint.json` is written last, atomically, and names the
-//!   other two, so a kill at any moment leaves a consistent checkpoint.
+//! - `checkpoint.json` + `checkpoint-N.weights` + `checkpoint-N.momentum` (+ `.ema`,
+//!   `.flips`): the resume point (see [`State`]); `checkpoint.json` is written last,
+//!   atomically, and names the others, so a kill at any moment leaves a consistent
+//!   checkpoint.
 
+mod correction;
 mod plot;
 
 use std::collections::BTreeSet;
@@ -34,7 +40,7 @@ use ternc_passes::spec::{describe, Spec};
 use ternc_passes::ternarize::{packed2_bytes, Scope};
 use ternc_passes::ternary::DEFAULT_THRESHOLD;
 use ternc_runtime::image;
-use ternc_train::{Trainer, Truth, Twn};
+use ternc_train::{Ema, FlipTracker, Trainer, Truth, Twn};
 
 use super::detect::detect_image;
 use super::ternarize::flag_layers;
@@ -49,11 +55,12 @@ pub struct Args {
     /// best.weights.
     #[arg(long, value_name = "PLAN")]
     pub stages: Option<PathBuf>,
-    /// Darknet .data file (with MODEL.cfg; a plan names its own).
-    #[arg(long, value_name = "FILE", requires = "cfg")]
+    /// Darknet .data file (required with MODEL.cfg; overrides a plan's `data`).
+    #[arg(long, value_name = "FILE")]
     pub data: Option<PathBuf>,
-    /// Start weights (with MODEL.cfg; default: random initialisation with --seed).
-    #[arg(long, value_name = "FILE", requires = "cfg")]
+    /// Start weights of the first stage (overrides a plan's `weights`; default: random
+    /// initialisation with --seed).
+    #[arg(long, value_name = "FILE")]
     pub weights: Option<PathBuf>,
     /// Layers trained ternary (with MODEL.cfg; a layer SPEC, default none).
     #[arg(long, value_name = "SPEC", requires = "cfg")]
@@ -106,6 +113,14 @@ pub struct State {
     /// Files, relative to the stage directory.
     pub weights: String,
     pub momentum: String,
+    /// The EMA values (with `ema`) and how many updates they have seen.
+    #[serde(default)]
+    pub ema: Option<String>,
+    #[serde(default)]
+    pub ema_updates: u64,
+    /// The flip tracker's history.
+    #[serde(default)]
+    pub flips: Option<String>,
     /// The stage finished: `best.weights` and `last.weights` are final.
     pub done: bool,
 }
@@ -119,15 +134,16 @@ struct Row {
     lr: f32,
     images_per_s: f32,
     seconds: f64,
+    flips: f64,
 }
 
-const CSV_HEADER: &str = "iteration,loss,avg_loss,lr,images_per_s,seconds\n";
+const CSV_HEADER: &str = "iteration,loss,avg_loss,lr,images_per_s,seconds,flip_fraction\n";
 
 impl Row {
     fn csv(&self) -> String {
         format!(
-            "{},{},{},{},{:.3},{:.3}\n",
-            self.iteration, self.loss, self.avg_loss, self.lr, self.images_per_s, self.seconds
+            "{},{},{},{},{:.3},{:.3},{:.6}\n",
+            self.iteration, self.loss, self.avg_loss, self.lr, self.images_per_s, self.seconds, self.flips
         )
     }
 }
@@ -176,6 +192,16 @@ struct StageReport {
     best: Option<f64>,
     best_iteration: Option<usize>,
     start: serde_json::Value,
+    #[serde(default)]
+    ema: Option<f32>,
+    /// Mean `flip_fraction` of the stage's last `flip_window` iterations.
+    #[serde(default)]
+    flip_fraction: Option<f64>,
+    #[serde(default)]
+    flip_window: usize,
+    /// mAP of `corrected.weights` (with `correction`).
+    #[serde(default)]
+    corrected: Option<correction::Report>,
     skipped_images: usize,
     missing_labels: usize,
     seconds: f64,
@@ -208,13 +234,19 @@ fn one_stage_plan(a: &Args, cfg: &Path) -> anyhow::Result<Plan> {
             eval_every: None,
             ema: None,
             correction: false,
+            flip_window: plan::DEFAULT_FLIP_WINDOW,
         }],
     })
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
     let plan = match (&a.stages, &a.cfg) {
-        (Some(p), _) => plan::read(p)?,
+        (Some(p), _) => {
+            let mut plan = plan::read(p)?;
+            plan.data = a.data.clone().or(plan.data);
+            plan.weights = a.weights.clone().or(plan.weights);
+            plan
+        }
         (None, Some(cfg)) => one_stage_plan(&a, cfg)?,
         (None, None) => unreachable!("clap requires MODEL.cfg or --stages"),
     };
@@ -365,6 +397,15 @@ fn apply_overrides(
 
 fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     write_atomic(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// The model a stage evaluates and keeps as `best.weights`: the moving average when the
+/// stage has one, else the live weights.
+fn snapshot(trainer: &Trainer, ema: Option<&Ema>, graph: &mut Graph) {
+    trainer.write_params(graph);
+    if let Some(e) = ema {
+        e.write_params(&trainer.net, &mut graph.params);
+    }
 }
 
 fn weights_bytes(trainer: &Trainer, graph: &mut Graph) -> anyhow::Result<Vec<u8>> {
@@ -613,6 +654,29 @@ fn run_stage(ctx: &Ctx, stage: &Stage, start: Option<&Path>) -> anyhow::Result<(
     if let Some(m) = &momentum {
         trainer.set_momentum(m).map_err(|e| InputError::whole(dir.join("checkpoint.json"), e.to_string()))?;
     }
+    let ternary_list: Vec<usize> = ternary.iter().copied().collect();
+    let mut tracker = FlipTracker::new(&trainer.net, &ternary_list, stage.flip_window);
+    let mut ema = stage.ema.map(|d| Ema::new(&trainer.net, d));
+    if let Some(s) = &state {
+        let bad = |what: &str| -> anyhow::Error {
+            InputError::whole(
+                dir.join("checkpoint.json"),
+                format!("the checkpoint's {what} does not fit the model"),
+            )
+            .into()
+        };
+        if let (Some(e), Some(f)) = (&mut ema, &s.ema) {
+            let values = read_momentum(&dir.join(f))?;
+            *e = Ema::restore(&trainer.net, e.decay(), s.ema_updates, values).ok_or_else(|| bad("EMA"))?;
+        }
+        if let Some(f) = &s.flips {
+            let bytes = std::fs::read(dir.join(f))
+                .map_err(|e| InputError::whole(dir.join(f), format!("cannot read checkpoint: {e}")))?;
+            if !tracker.restore(&trainer.net, &bytes) {
+                return Err(bad("flip history"));
+            }
+        }
+    }
     let (augment, random) = augment_of(&graph);
     if random {
         eprintln!(
@@ -664,6 +728,7 @@ fn run_stage(ctx: &Ctx, stage: &Stage, start: Option<&Path>) -> anyhow::Result<(
                             lr: lr as f32,
                             images_per_s: ips as f32,
                             seconds: sec,
+                            flips: p(6).unwrap_or(0.0),
                         });
                     }
                 }
@@ -687,8 +752,12 @@ fn run_stage(ctx: &Ctx, stage: &Stage, start: Option<&Path>) -> anyhow::Result<(
     let mut best_graph = graph.clone();
     let mut best_dirty = false;
     let mut scratch = graph.clone();
-    let mut old_ckpt: Option<(String, String)> =
-        state.as_ref().map(|s| (s.weights.clone(), s.momentum.clone()));
+    let mut old_ckpt: Option<Vec<String>> = state.as_ref().map(|s| {
+        [Some(s.weights.clone()), Some(s.momentum.clone()), s.ema.clone(), s.flips.clone()]
+            .into_iter()
+            .flatten()
+            .collect()
+    });
     let t0 = Instant::now();
     let seconds = |t0: Instant| base_seconds + t0.elapsed().as_secs_f64();
 
@@ -720,6 +789,10 @@ fn run_stage(ctx: &Ctx, stage: &Stage, start: Option<&Path>) -> anyhow::Result<(
             );
         }
         avg_loss = if avg_loss < 0.0 { st.loss as f64 } else { 0.9 * avg_loss + 0.1 * st.loss as f64 };
+        if let Some(e) = &mut ema {
+            e.update(&trainer.net);
+        }
+        let flips = tracker.observe(&trainer.net, it as u64);
         let dt = step_start.elapsed().as_secs_f64().max(1e-9);
         let row = Row {
             iteration: it,
@@ -728,11 +801,15 @@ fn run_stage(ctx: &Ctx, stage: &Stage, start: Option<&Path>) -> anyhow::Result<(
             lr: st.lr,
             images_per_s: (batch as f64 / dt) as f32,
             seconds: seconds(t0),
+            flips,
         };
         csv.write_all(row.csv().as_bytes())?;
         rows.push(row);
-        let msg =
+        let mut msg =
             format!("loss {:.4} avg {:.4} lr {:.6} {:.1} img/s", st.loss, avg_loss, st.lr, row.images_per_s);
+        if !tracker.is_empty() {
+            msg.push_str(&format!(" flips {:.2}%", 100.0 * flips));
+        }
         match &pb {
             Some(pb) => {
                 pb.set_position(it as u64);
@@ -748,12 +825,12 @@ fn run_stage(ctx: &Ctx, stage: &Stage, start: Option<&Path>) -> anyhow::Result<(
         if best_by == "avg_loss" && best.is_none_or(|b| avg_loss < b) {
             best = Some(avg_loss);
             best_iteration = Some(it);
-            trainer.write_params(&mut best_graph);
+            snapshot(&trainer, ema.as_ref(), &mut best_graph);
             best_dirty = true;
         }
         if let Some(e) = eval_every {
             if it % e == 0 || it == iterations {
-                trainer.write_params(&mut scratch);
+                snapshot(&trainer, ema.as_ref(), &mut scratch);
                 if let Some((r, _, _)) = evaluate_valid(&scratch, &ctx.ds, ctx.threads)? {
                     let line = format!(
                         "{}: iteration {it}: valid mAP@0.5 {:.4}, avg IoU {:.4}",
@@ -784,6 +861,12 @@ fn run_stage(ctx: &Ctx, stage: &Stage, start: Option<&Path>) -> anyhow::Result<(
             let wbytes = weights_bytes(&trainer, &mut scratch)?;
             write_file(&dir.join(&wname), &wbytes)?;
             write_file(&dir.join(&mname), &f32_bytes(&trainer.momentum()))?;
+            let ename = ema.as_ref().map(|_| format!("checkpoint-{it}.ema"));
+            if let (Some(e), Some(n)) = (&ema, &ename) {
+                write_file(&dir.join(n), &f32_bytes(e.values()))?;
+            }
+            let fname = format!("checkpoint-{it}.flips");
+            write_file(&dir.join(&fname), &tracker.to_bytes())?;
             write_file(&dir.join("last.weights"), &wbytes)?;
             let s = State {
                 stage: stage.name.clone(),
@@ -797,14 +880,18 @@ fn run_stage(ctx: &Ctx, stage: &Stage, start: Option<&Path>) -> anyhow::Result<(
                 seconds: seconds(t0),
                 weights: wname.clone(),
                 momentum: mname.clone(),
+                ema: ename.clone(),
+                ema_updates: ema.as_ref().map_or(0, |e| e.updates()),
+                flips: Some(fname.clone()),
                 // set once the final files are written below
                 done: false,
             };
             write_file(&ckpt_path, serde_json::to_string_pretty(&s)?.as_bytes())?;
-            if let Some((w, m)) = old_ckpt.replace((wname, mname)) {
-                if w != s.weights {
-                    let _ = std::fs::remove_file(dir.join(w));
-                    let _ = std::fs::remove_file(dir.join(m));
+            let files: Vec<String> =
+                [Some(wname), Some(mname), ename, Some(fname)].into_iter().flatten().collect();
+            for old in old_ckpt.replace(files.clone()).unwrap_or_default() {
+                if !files.contains(&old) {
+                    let _ = std::fs::remove_file(dir.join(old));
                 }
             }
         }
@@ -821,15 +908,25 @@ fn run_stage(ctx: &Ctx, stage: &Stage, start: Option<&Path>) -> anyhow::Result<(
     // Final files. The last checkpoint holds the last weights.
     if !dir.join("best.weights").exists() {
         // a resumed stage that had finished training but not its final files
-        trainer.write_params(&mut best_graph);
+        snapshot(&trainer, ema.as_ref(), &mut best_graph);
         write_file(&dir.join("best.weights"), &weights::to_bytes(&best_graph)?)?;
     }
     write_file(&dir.join("last.weights"), &weights_bytes(&trainer, &mut scratch)?)?;
-    let plot_rows: Vec<(usize, f32, f32)> = rows.iter().map(|r| (r.iteration, r.loss, r.avg_loss)).collect();
+    if let Some(e) = &ema {
+        snapshot(&trainer, Some(e), &mut scratch);
+        write_file(&dir.join("ema.weights"), &weights::to_bytes(&scratch)?)?;
+    }
+    let plot_rows: Vec<plot::Point> = rows
+        .iter()
+        .map(|r| plot::Point { iteration: r.iteration, loss: r.loss, avg_loss: r.avg_loss, flips: r.flips })
+        .collect();
     write_file(
         &dir.join("loss.png"),
-        &plot::loss_png(&format!("{}: loss per iteration", stage.name), &plot_rows)?,
+        &plot::loss_png(&format!("{}: loss per iteration", stage.name), &plot_rows, !tracker.is_empty())?,
     )?;
+    let window = stage.flip_window.min(rows.len()).max(1);
+    let flip_fraction = (!tracker.is_empty() && !rows.is_empty())
+        .then(|| rows[rows.len() - window..].iter().map(|r| r.flips).sum::<f64>() / window as f64);
     let stats = loader.stats();
     if stats.skipped > 0 || stats.missing_labels > 0 {
         eprintln!(
@@ -861,6 +958,12 @@ fn run_stage(ctx: &Ctx, stage: &Stage, start: Option<&Path>) -> anyhow::Result<(
         }),
     };
     write_file(&dir.join("metrics.json"), serde_json::to_string_pretty(&metrics_json)?.as_bytes())?;
+    let corrected = if stage.correction {
+        Some(correction::run(ctx, stage, &eval_graph, &dir)?)
+    } else {
+        let _ = std::fs::remove_file(dir.join("corrected.weights"));
+        None
+    };
     let (packed, fp32) = model_bytes(&graph, &ternary);
     let weight_layers = (0..graph.num_layers()).filter(|&i| graph.layer(i).op.has_weights()).count();
     let report = StageReport {
@@ -879,6 +982,10 @@ fn run_stage(ctx: &Ctx, stage: &Stage, start: Option<&Path>) -> anyhow::Result<(
         best,
         best_iteration,
         start: start_info,
+        ema: stage.ema,
+        flip_fraction,
+        flip_window: stage.flip_window,
+        corrected,
         skipped_images: stats.skipped,
         missing_labels: stats.missing_labels,
         seconds: seconds(t0),
@@ -919,27 +1026,30 @@ fn write_summary(ctx: &Ctx) -> anyhow::Result<()> {
     let f = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
     let mut md = format!(
         "# Training summary\n\nplan: `{}`, model: `{}`, data: `{}`\n\n\
-         | stage | ternary layers | SPEC | iterations | mAP@0.5 | avg IoU | packed size |\n\
-         |---|---|---|---|---|---|---|\n",
+         | stage | ternary layers | SPEC | iterations | mAP@0.5 | avg IoU | mAP@0.5 after QC | flips | packed size |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
         ctx.plan.path.display(),
         ctx.plan.cfg.display(),
         ctx.data.display()
     );
     for r in &reports {
         md.push_str(&format!(
-            "| {} | {} of {} | `{}` | {} | {} | {} | {:.3} MiB ({:.1}x smaller than fp32) |\n",
+            "| {} | {} of {} | `{}` | {}{} | {} | {} | {} | {} | {:.3} MiB ({:.1}x smaller than fp32) |\n",
             r.name,
             r.ternary_layers,
             r.weight_layers,
             r.layers,
             r.iterations,
+            r.ema.map_or(String::new(), |d| format!(" (EMA {d})")),
             f(r.map50),
             f(r.avg_iou),
+            f(r.corrected.as_ref().and_then(|c| c.map50)),
+            r.flip_fraction.map_or("-".into(), |v| format!("{:.2}%", 100.0 * v)),
             mib(r.packed_bytes),
             r.fp32_bytes as f64 / r.packed_bytes.max(1) as f64
         ));
     }
-    md.push_str("\nmAP on the valid list with each stage's best.weights; packed size: ternary layers at 2 bits a weight plus one scale, float layers at 4 bytes a weight (weights only).\n");
+    md.push_str("\nmAP on the valid list with each stage's best.weights (the moving average with EMA), and with corrected.weights after QC; flips: the share of ternary weights whose code changed in the last flip_window iterations, averaged over the stage's last window; packed size: ternary layers at 2 bits a weight plus one scale, float layers at 4 bytes a weight (weights only).\n");
     let js = json!({
         "plan": ctx.plan.path.display().to_string(),
         "cfg": ctx.plan.cfg.display().to_string(),
@@ -953,6 +1063,10 @@ fn write_summary(ctx: &Ctx) -> anyhow::Result<()> {
             "map50": r.map50,
             "map50_11pt": r.map50_11pt,
             "avg_iou": r.avg_iou,
+            "ema": r.ema,
+            "flip_fraction": r.flip_fraction,
+            "flip_window": r.flip_window,
+            "corrected": r.corrected,
             "packed_bytes": r.packed_bytes,
             "fp32_bytes": r.fp32_bytes,
         })).collect::<Vec<_>>(),

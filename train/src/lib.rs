@@ -14,20 +14,26 @@
 
 mod activation;
 pub mod conv;
+pub mod correction;
+pub mod ema;
 pub mod error;
 pub mod layers;
 mod linalg;
 pub mod loss;
 pub mod multiscale;
 pub mod network;
+pub mod oscillation;
 mod scratch;
 pub mod sgd;
 pub mod trainer;
 pub mod transform;
 
+pub use correction::BatchStatsAverage;
+pub use ema::Ema;
 pub use error::{Result, TrainError};
 pub use loss::{HeadStats, Truth};
 pub use multiscale::MultiScale;
 pub use network::{Kind, Network, Src};
+pub use oscillation::FlipTracker;
 pub use trainer::{StepStats, Trainer};
 pub use transform::{Twn, WeightTransform};

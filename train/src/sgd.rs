@@ -65,6 +65,14 @@ pub fn update_conv(c: &mut ConvLayer, batch: usize, lr: f32, momentum: f32, deca
         *w += step * *u;
         *u *= momentum;
     }
+    update_conv_affine(c, batch, lr, momentum);
+}
+
+/// The part of [`update_conv`] for the per-channel affine parameters (biases and
+/// batchnorm scales), which take no weight decay; alone, it is the update of a
+/// convolution whose weights are frozen.
+pub fn update_conv_affine(c: &mut ConvLayer, batch: usize, lr: f32, momentum: f32) {
+    let step = lr / batch as f32;
     let plain = |p: &mut [f32], u: &mut [f32]| {
         for (p, u) in p.iter_mut().zip(u.iter_mut()) {
             *p += step * *u;

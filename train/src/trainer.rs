@@ -28,6 +28,8 @@ pub struct Trainer {
     /// Images trained on (the `.weights` header's `seen`).
     pub seen: u64,
     pool: rayon::ThreadPool,
+    /// Convolution weights are not updated (QC trains only scales and biases).
+    weights_frozen: bool,
 }
 
 impl Trainer {
@@ -45,7 +47,7 @@ impl Trainer {
             .num_threads(threads)
             .build()
             .map_err(|e| TrainError::Config(format!("cannot start {threads} threads: {e}")))?;
-        Ok(Trainer { net, seen: graph.params.seen, cfg, pool })
+        Ok(Trainer { net, seen: graph.params.seen, cfg, pool, weights_frozen: false })
     }
 
     /// Images per mini-batch (`batch / subdivisions`).
@@ -66,6 +68,17 @@ impl Trainer {
     /// One iteration: `images` holds `batch` images `[c][h][w]` (float, 0..1) and
     /// `truths` their boxes. Runs the `subdivisions` mini-batches, then updates.
     pub fn step(&mut self, images: &[f32], truths: &[Vec<Truth>]) -> Result<StepStats> {
+        self.step_observed(images, truths, |_| {})
+    }
+
+    /// [`Trainer::step`], calling `observe` after each mini-batch's backward pass (e.g.
+    /// to collect batchnorm statistics).
+    pub fn step_observed(
+        &mut self,
+        images: &[f32],
+        truths: &[Vec<Truth>],
+        mut observe: impl FnMut(&Network),
+    ) -> Result<StepStats> {
         let numel = self.net.input_shape.numel();
         let (batch, mini) = (self.cfg.batch, self.mini_batch());
         if images.len() != batch * numel {
@@ -86,6 +99,7 @@ impl Trainer {
             let range = s * mini..(s + 1) * mini;
             let got =
                 self.train_minibatch(&images[range.start * numel..range.end * numel], &truths[range])?;
+            observe(&self.net);
             total += got.iter().map(|h| h.cost as f64).sum::<f64>();
             if heads.is_empty() {
                 heads = got;
@@ -128,10 +142,21 @@ impl Trainer {
         let (b, m, d) = (self.cfg.batch, self.cfg.momentum, self.cfg.decay);
         for l in &mut self.net.layers {
             if let Kind::Conv(c) = &mut l.kind {
-                sgd::update_conv(c, b, lr, m, d);
+                if self.weights_frozen {
+                    c.weight_updates.fill(0.0);
+                    sgd::update_conv_affine(c, b, lr, m);
+                } else {
+                    sgd::update_conv(c, b, lr, m, d);
+                }
             }
         }
         lr
+    }
+
+    /// Freezes (or thaws) every convolution's weights: updates then change only biases
+    /// and batchnorm scales, and the ternary codes stay as they are.
+    pub fn set_weights_frozen(&mut self, frozen: bool) {
+        self.weights_frozen = frozen;
     }
 
     /// The optimiser state a `.weights` file does not hold: the momentum buffers
