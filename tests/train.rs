@@ -336,3 +336,47 @@ fn ema_and_correction_on_a_ternary_stage() {
     assert!(md.contains("| M3 | 4 of 4 | `all` | 8 (EMA 0.99) |"), "{md}");
     assert!(md.contains(&format!("{map:.4}")), "{md}");
 }
+
+/// `random=1`: Darknet's multi-scale training, a new input size every 10 iterations
+/// (multiples of `resize_step`), announced up front; the model trains at each.
+#[test]
+fn random_1_trains_at_several_sizes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = synth(dir.path());
+    let text = std::fs::read_to_string(cfg()).unwrap();
+    let text = text.replace("random=0", "random=1").replacen("[net]", "[net]\nresize_step=8", 1);
+    assert!(text.contains("random=1"));
+    let cfg = dir.path().join("multiscale.cfg");
+    std::fs::write(&cfg, text).unwrap();
+    let out = dir.path().join("run");
+    let o = ternc()
+        .arg("train")
+        .arg(&cfg)
+        .arg("--data")
+        .arg(&data)
+        .args(["--iterations", "30", "--threads", "2", "--seed", "2"])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    let line =
+        stderr.lines().find(|l| l.contains("multi-scale training at")).unwrap_or_else(|| panic!("{stderr}"));
+    let sizes: Vec<(usize, usize)> = line
+        .rsplit(" at ")
+        .next()
+        .unwrap()
+        .split(", ")
+        .map(|s| {
+            let (w, h) = s.split_once('x').unwrap();
+            (w.parse().unwrap(), h.parse().unwrap())
+        })
+        .collect();
+    assert!(sizes.len() >= 3, "{line}");
+    assert!(sizes.iter().all(|&(w, h)| w % 8 == 0 && h % 8 == 0 && (16..=56).contains(&w)), "{sizes:?}");
+    let rows = csv_rows(&out.join("train/loss.csv"));
+    assert_eq!(rows.len(), 30);
+    assert!(rows.iter().all(|r| r.1.is_finite()));
+    assert!(!stderr.contains("not supported"), "{stderr}");
+}

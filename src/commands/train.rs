@@ -40,6 +40,7 @@ use ternc_passes::spec::{describe, Spec};
 use ternc_passes::ternarize::{packed2_bytes, Scope};
 use ternc_passes::ternary::DEFAULT_THRESHOLD;
 use ternc_runtime::image;
+use ternc_train::multiscale::MultiScale;
 use ternc_train::{Ema, FlipTracker, Trainer, Truth, Twn};
 
 use super::detect::detect_image;
@@ -449,6 +450,27 @@ fn model_bytes(graph: &Graph, ternary: &BTreeSet<usize>) -> (usize, usize) {
     (packed, fp32)
 }
 
+/// `[net] resize_step` default (Darknet's).
+const DEFAULT_RESIZE_STEP: usize = 32;
+
+/// A numeric `[net]` key the IR does not keep, read from the cfg text.
+fn net_key(cfg: &str, key: &str) -> Option<usize> {
+    let mut in_net = false;
+    for line in cfg.lines() {
+        let t = line.split('#').next().unwrap_or("").trim();
+        if t.starts_with('[') {
+            in_net = t == "[net]" || t == "[network]";
+        } else if in_net {
+            if let Some((k, v)) = t.split_once('=') {
+                if k.trim() == key {
+                    return v.trim().parse().ok();
+                }
+            }
+        }
+    }
+    None
+}
+
 /// Darknet's augmentation settings from the cfg (`[net]` and the first head).
 fn augment_of(graph: &Graph) -> (Augment, bool) {
     let net = &graph.net;
@@ -678,14 +700,30 @@ fn run_stage(ctx: &Ctx, stage: &Stage, start: Option<&Path>) -> anyhow::Result<(
         }
     }
     let (augment, random) = augment_of(&graph);
-    if random {
-        eprintln!(
-            "warning: {}: random=1 (multi-scale training) is not supported yet: training at {}x{} only",
-            ctx.plan.cfg.display(),
-            graph.net.width,
-            graph.net.height
-        );
+    // random=1: Darknet's multi-scale training, a new input size every 10 iterations.
+    let multiscale = if random {
+        let step = net_key(&ctx.cfg_text, "resize_step").unwrap_or(DEFAULT_RESIZE_STEP);
+        MultiScale::for_graph(&graph, step, iterations, ctx.seed)
+            .map_err(|e| InputError::whole(&ctx.plan.cfg, e.to_string()))?
+    } else {
+        None
+    };
+    if let Some(ms) = &multiscale {
+        // Every size the rule can pick must fit the model: find out now, not mid-stage.
+        let sizes = ms.sizes();
+        for &(w, h) in &sizes {
+            trainer.resize(w, h).map_err(|e| {
+                InputError::whole(
+                    &ctx.plan.cfg,
+                    format!("random=1 picks {w}x{h}, which the model cannot take: {e}"),
+                )
+            })?;
+        }
+        let list: Vec<String> = sizes.iter().map(|(w, h)| format!("{w}x{h}")).collect();
+        eprintln!("stage {}: random=1: multi-scale training at {}", stage.name, list.join(", "));
     }
+    let size_at =
+        |it: usize| multiscale.as_ref().map_or((graph.net.width, graph.net.height), |m| m.size_at(it));
     let loader = Loader::new(
         ctx.ds.train.clone(),
         LoaderOptions {
@@ -763,14 +801,18 @@ fn run_stage(ctx: &Ctx, stage: &Stage, start: Option<&Path>) -> anyhow::Result<(
 
     let session_start = trainer.iteration();
     let pb = ctx.interactive.then(|| progress_bar(&stage.name, iterations, trainer.iteration()));
-    let mut pending =
-        (trainer.iteration() < iterations).then(|| loader.prefetch(trainer.iteration() as u64, size, batch));
+    let mut pending = (trainer.iteration() < iterations)
+        .then(|| loader.prefetch(trainer.iteration() as u64, size_at(trainer.iteration()), batch));
     while trainer.iteration() < iterations {
         let step_start = Instant::now();
         let b = pending.take().expect("a batch is loading").wait()?;
         let next = trainer.iteration() + 1;
         if next < iterations {
-            pending = Some(loader.prefetch(next as u64, size, batch));
+            pending = Some(loader.prefetch(next as u64, size_at(next), batch));
+        }
+        let want = size_at(trainer.iteration());
+        if trainer.input_size() != want {
+            trainer.resize(want.0, want.1).map_err(|e| anyhow::anyhow!("stage {}: {e}", stage.name))?;
         }
         let truths: Vec<Vec<Truth>> = b
             .truths
