@@ -73,6 +73,17 @@ fn parse_args() -> Result<Args, String> {
     Ok(a)
 }
 
+/// CPU seconds this process has used (user + system; Linux `/proc`, else `None`):
+/// CPU seconds over wall seconds shows how much of the threads other processes took.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let after = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // fields 14 and 15 of stat(5), in clock ticks (100 a second on Linux)
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
 fn truths(b: &Batch) -> Vec<Vec<Truth>> {
     b.truths.iter().map(|ts| ts.iter().map(|t| Truth::new(t.class, t.cx, t.cy, t.w, t.h)).collect()).collect()
 }
@@ -129,9 +140,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let total = a.warmup + a.iters;
     let mut pending = Some(loader.prefetch(0, size, a.batch));
     let mut timed = 0.0f64;
+    let mut cpu = 0.0f64;
     let mut last: Option<Batch> = None;
     for i in 0..total {
-        let t0 = Instant::now();
+        let (t0, c0) = (Instant::now(), cpu_seconds());
         let b = pending.take().expect("a batch is loading").wait()?;
         if i + 1 < total {
             pending = Some(loader.prefetch(i as u64 + 1, size, a.batch));
@@ -147,6 +159,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
         if i >= a.warmup {
             timed += dt;
+            cpu += cpu_seconds().zip(c0).map_or(0.0, |(c1, c0)| c1 - c0);
         }
         last = Some(b);
     }
@@ -155,11 +168,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // the trainer alone, on a batch in memory
     let b = last.expect("at least one batch");
     let t = truths(&b);
-    let t0 = Instant::now();
+    let (t0, c0) = (Instant::now(), cpu_seconds());
     for _ in 0..a.iters {
         trainer.step(&b.images, &t)?;
     }
-    let alone = (a.iters * a.batch) as f64 / t0.elapsed().as_secs_f64();
+    let wall = t0.elapsed().as_secs_f64();
+    let alone = (a.iters * a.batch) as f64 / wall;
+    let alone_cpu = cpu_seconds().zip(c0).map_or(0.0, |(c1, c0)| c1 - c0);
+    println!(
+        "cores busy: {:.2} (loader + trainer), {:.2} (trainer alone), of {} threads; fewer means other processes took CPU time",
+        cpu / timed,
+        alone_cpu / wall,
+        a.threads
+    );
     println!(
         "training images/s at {}x{}: {pipeline:.2} (loader + trainer), {alone:.2} (trainer alone), {} threads",
         a.size, a.size, a.threads
