@@ -115,7 +115,7 @@ fn int_lit(v: i64) -> String {
 }
 
 /// An index `offset ± c·iN + lD` as a C expression.
-fn index_expr(index: &Index) -> String {
+pub(crate) fn index_expr(index: &Index) -> String {
     let mut s = String::new();
     if index.offset != 0 || (index.terms.is_empty() && index.dynamic.is_none()) {
         s.push_str(&index.offset.to_string());
@@ -192,6 +192,9 @@ pub(crate) fn table_values(out: &mut String, data: &ConstData) {
     out.push('\n');
 }
 
+/// A printer's hook for loops it prints itself (`KernelPrinter::loop_hook`).
+pub(crate) type LoopHook<'a> = dyn Fn(&Loop, usize) -> Option<String> + 'a;
+
 /// Prints one kernel's body as statements of a [`Dialect`].
 pub(crate) struct KernelPrinter<'a> {
     pub kernel: &'a Kernel,
@@ -202,6 +205,9 @@ pub(crate) struct KernelPrinter<'a> {
     pub split_parallel: bool,
     /// HLS: pipeline innermost loops.
     pub pipeline_inner: bool,
+    /// HLS: prints a loop itself (`Some(text)`, the whole loop at this indent) or
+    /// leaves it to the printer (`None`).
+    pub loop_hook: Option<&'a LoopHook<'a>>,
     out: String,
     read: Vec<bool>,
 }
@@ -263,6 +269,7 @@ impl<'a> KernelPrinter<'a> {
             buf_name,
             split_parallel: false,
             pipeline_inner: false,
+            loop_hook: None,
             out: String::new(),
             read,
         }
@@ -393,6 +400,10 @@ impl<'a> KernelPrinter<'a> {
     }
 
     fn emit_loop(&mut self, l: &Loop, indent: usize) {
+        if let Some(text) = self.loop_hook.and_then(|h| h(l, indent)) {
+            self.out.push_str(&text);
+            return;
+        }
         let pad = "    ".repeat(indent);
         let bound = |b: Bound| match b {
             Bound::Const(c) => c.to_string(),

@@ -5,13 +5,19 @@
 //!
 //! - `net.h`: sizes as macros and the top function
 //!   `void NAME_top(const float in[], float arena[], float out0[], ...)`;
-//! - `net.cpp`: the constant tables as ROMs (`static const`; the packed ternary codes
-//!   as `ap_uint<8>`, four 2-bit weights a byte; a plain byte under g++ without Vitis), one function per kernel printed by
-//!   the C backend's printer ([`crate::c::KernelPrinter`]) with `#pragma HLS PIPELINE
-//!   II=1` on innermost loops and the 2-bit decode table partitioned four ways (the
-//!   four codes of a byte decode in one cycle), and the top function: AXI masters for
-//!   the input, the arena (scratch in DDR) and each output, AXI-lite control, the
-//!   kernels called in order, then the outputs copied out;
+//! - `net.cpp`: the constant tables as ROMs (`static const`): the packed ternary
+//!   codes as `ap_uint<64>` words (eight code bytes, 32 weights a word), read as an
+//!   `ap_uint<8>` byte and split into `ap_uint<2>` codes by `NAME_byte`/`NAME_code`,
+//!   the same types in the g++ C simulation (the stand-in) and under Vitis; one
+//!   function per kernel printed by the C backend's printer
+//!   ([`crate::c::KernelPrinter`]) with `#pragma HLS PIPELINE II=1` on innermost
+//!   loops, except the ternary convolutions' `code bytes` loops, printed as adder
+//!   trees (module `tree`): per iteration `G` code bytes (`4·G` taps), each tap's
+//!   `±x` chosen by its code (`NAME_tern`: a select and a sign flip), a balanced
+//!   `NAME_treeN` per accumulator and one accumulate, `PIPELINE II=4` (one fadd);
+//!   then the top function: AXI masters for the input, the arena (scratch in DDR)
+//!   and each output, AXI-lite control, the kernels called in order, then the
+//!   outputs copied out;
 //! - `net_tb.cpp`: the test bench, `./tb IN.raw OUTDIR`: reads the raw float32
 //!   `[C,H,W]` input, runs the top function, writes head `i` as `OUTDIR/out_<i>.raw`;
 //! - `net_ap_int.h`: a small `ap_uint`/`ap_int` stand-in, included when `<ap_int.h>`
@@ -20,17 +26,26 @@
 //! - `net.tcl`: `vitis_hls -f net.tcl` creates the project, runs the C simulation
 //!   (`TB_ARGS`), synthesis at 200 MHz (5 ns) for the part in `PART`, and exports IP.
 //!
-//! The kernels are the same loop nests as the C target's: a faithful, synthesizable
-//! C-simulation reference with multiply-free ternary loops and 2-bit weight ROMs.
-//! Not yet here: line buffers for convolution windows, DATAFLOW between layers and
-//! adder trees for the ternary sums (the accumulation chains bound the II, which
-//! the [`report`] estimates).
+//! The kernels are the C target's loop nests (a faithful, synthesizable
+//! C-simulation reference, multiply-free ternary loops, 2-bit weight ROMs) with the
+//! ternary sums restructured as adder trees. Not here (README, "FPGA"): line buffers
+//! for convolution windows, DATAFLOW between layers (the layers share one DDR arena
+//! through one AXI port, which the memory plan reuses, so they run in order), and
+//! on-chip activation buffers; the activation reads through that port, one float a
+//! cycle, bound most loops' II, as the [`report`] shows.
 
+use std::cell::RefCell;
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use crate::c::{self, comment, kernel_buffers, Dialect, KernelPrinter};
 use crate::program::*;
 use crate::CodegenError;
+
+mod tree;
+
+/// The tree form of a kernel's loop, if it has one (`tree::analyse`).
+type TreeOf<'a> = dyn Fn(&Kernel, &Loop) -> Option<tree::TreeLoop> + 'a;
 
 /// Clock the report and the Tcl script assume.
 pub const CLOCK_MHZ: f64 = 200.0;
@@ -106,7 +121,8 @@ impl std::fmt::Display for Report {
         write!(
             f,
             "total: {} adders, ROM {:.2} Mbit ({:.2} Mbit of 2-bit codes), {} cycles = {:.3} ms at {} MHz \
-             (II from accumulation chains x {} cycles per fadd and one arena access a cycle; no DATAFLOW overlap)",
+             (ternary sums as adder trees: II = max({} cycles per fadd, activation reads at one a cycle); \
+             layers in order, no DATAFLOW overlap)",
             self.layers.iter().map(|l| l.adders).sum::<usize>(),
             rom as f64 / 1e6,
             codes as f64 / 1e6,
@@ -123,8 +139,11 @@ impl std::fmt::Display for Report {
 /// Cycles: a statement outside an innermost loop costs one cycle; an innermost loop
 /// costs its trips times its II, the largest of 1, the longest chain of dependent
 /// float adds on one local times [`FADD_LATENCY`], and its arena and input accesses
-/// (one AXI port each); a loop whose bounds come from a table counts 16 trips.
-fn kernel_figures(k: &Kernel) -> (usize, usize, usize, u64) {
+/// (one AXI port each); a loop whose bounds come from a table counts 16 trips. With
+/// `tree`, a ternary `code bytes` loop it prints as an adder tree costs its trips
+/// (of `G` bytes) times the larger of one fadd and its activation reads, plus the
+/// tree's levels and the accumulate once (the pipeline filling).
+fn kernel_figures(k: &Kernel, tree: Option<&TreeOf>) -> (usize, usize, usize, u64) {
     fn inner_ii(k: &Kernel, body: &[Stmt]) -> (usize, usize, usize, u64) {
         let (mut adds, mut muls) = (0, 0);
         let mut chain = vec![0u64; k.locals.len()];
@@ -162,14 +181,22 @@ fn kernel_figures(k: &Kernel) -> (usize, usize, usize, u64) {
         let chain = chain.into_iter().max().unwrap_or(0) * FADD_LATENCY;
         (adds, muls, par, chain.max(arena).max(input).max(1))
     }
-    fn walk(k: &Kernel, body: &[Stmt], acc: &mut (usize, usize, usize, u64)) -> u64 {
+    type Tree<'a> = Option<&'a TreeOf<'a>>;
+    fn walk(k: &Kernel, body: &[Stmt], acc: &mut (usize, usize, usize, u64), tree: Tree) -> u64 {
         let mut cycles = 0;
         for st in body {
             match st {
                 Stmt::Loop(l) => {
                     let trips = l.const_trips().unwrap_or(16).max(0) as u64;
                     if l.body.iter().any(|s| matches!(s, Stmt::Loop(_))) {
-                        cycles += trips * walk(k, &l.body, acc);
+                        cycles += trips * walk(k, &l.body, acc, tree);
+                    } else if let Some(t) = tree.and_then(|f| f(k, l)) {
+                        // one accumulate a lane an iteration (II = one fadd), unless the
+                        // activation reads (one a cycle) take longer; the tree's levels
+                        // and the accumulate fill the pipeline once per loop
+                        acc.0 += t.adders();
+                        acc.2 = acc.2.max(t.accs);
+                        cycles += t.trips * FADD_LATENCY.max(t.reads as u64) + (t.depth() + 1) * FADD_LATENCY;
                     } else {
                         let (adds, muls, par, ii) = inner_ii(k, &l.body);
                         acc.0 += adds;
@@ -184,23 +211,40 @@ fn kernel_figures(k: &Kernel) -> (usize, usize, usize, u64) {
         cycles
     }
     let mut acc = (0, 0, 0, 0);
-    let cycles = walk(k, &k.body, &mut acc);
+    let cycles = walk(k, &k.body, &mut acc, tree);
     (acc.0, acc.1, acc.2.max(1), cycles)
 }
 
-/// The per-layer report of `program` (kernels grouped by their Darknet layer).
+/// The per-layer report of `program` as [`compile`] prints it (kernels grouped by
+/// their Darknet layer): ternary sums as adder trees (module `tree`), each `code
+/// bytes` loop at II = max(one fadd, its activation reads).
 pub fn report(program: &Program) -> Report {
+    let tree = |k: &Kernel, l: &Loop| tree::analyse(k, l, &program.consts, "r", &|_| String::new(), 0);
+    report_with(program, Some(&tree))
+}
+
+/// The report of the accumulation chains the kernel program writes (every `±x` a
+/// dependent fadd: II = the longest chain × [`FADD_LATENCY`]), the structure before
+/// adder trees, to compare with [`report`].
+pub fn report_chain(program: &Program) -> Report {
+    report_with(program, None)
+}
+
+fn report_with(program: &Program, tree: Option<&TreeOf>) -> Report {
     let mut layers: Vec<LayerReport> = Vec::new();
     let mut seen = vec![false; program.consts.len()];
     for k in &program.kernels {
         let layer = k.layer.unwrap_or(0);
-        let (adders, multipliers, parallel, cycles) = kernel_figures(k);
+        let (adders, multipliers, parallel, cycles) = kernel_figures(k, tree);
         let (mut rom_bits, mut code_bits) = (0, 0);
         for n in kernel_buffers(k).2 {
             if std::mem::replace(&mut seen[n], true) {
                 continue;
             }
             let t = &program.consts[n];
+            if t.name == tree::DECODE && tree.is_some() {
+                continue; // the tree form decodes codes with ap_uint<2> logic
+            }
             let bits = (t.data.len() * t.data.elem().bytes() * 8) as u64;
             rom_bits += bits;
             if t.data.elem() == Elem::U8 {
@@ -317,68 +361,129 @@ pub fn compile(program: &Program, name: &str, stem: &str) -> Result<HlsProject, 
         params = out_params.join(", "),
     );
 
-    // the implementation
-    let mut s = String::with_capacity(program.const_bytes() * 3 + (1 << 20));
-    let _ = write!(
-        s,
-        "/* {name}: Vitis HLS C++ generated by ternc from \"{model}\": {nk} kernels of the ternc\n   \
-         kernel program, ternary weights as 2-bit codes in ap_uint<8> ROMs, no multiplies in\n   \
-         the ternary loops. */\n\
-         #include \"{stem}.h\"\n\n#include <math.h>\n#include <stdint.h>\n\n\
-         #ifdef __has_include\n#if __has_include(<ap_int.h>)\n#include <ap_int.h>\n#define {u}_HAVE_AP_INT 1\n#endif\n#endif\n\
-         #ifndef {u}_HAVE_AP_INT\n#include \"{stem}_ap_int.h\" /* no Vitis headers: the stand-in */\n#endif\n\n\
-         /* A ROM word of four 2-bit codes: ap_uint<8> for synthesis; a plain byte (the same 8\n   \
-         bits) without Vitis, as g++ initialises millions of class elements slowly. */\n\
-         #ifdef {u}_HAVE_AP_INT\ntypedef ap_uint<8> {name}_codes_t;\n#else\ntypedef uint8_t {name}_codes_t;\n#endif\n\n\
-         ",
-        model = comment(&program.name),
-        nk = program.kernels.len(),
-    );
-    let decode = program.consts.iter().position(|t| t.name == "ternary2.decode");
-    for n in c::used_tables(program) {
-        let t = &program.consts[n];
-        let ty = match t.data.elem() {
-            Elem::U8 => format!("{name}_codes_t"),
-            e => Dialect::Hls.elem(e).to_string(),
-        };
-        let _ = writeln!(
-            s,
-            "/* {}: {} x {} (ROM) */\nstatic const {ty} {name}_c{n}[{}] = {{",
-            comment(&t.name),
-            t.data.len(),
-            t.data.elem(),
-            t.data.len()
-        );
-        c::table_values(&mut s, &t.data);
-        s.push_str("};\n\n");
-    }
+    // the kernels first (the helpers they need go above them)
     let names = |b: Buf| match b {
         Buf::Input => "in".to_string(),
         Buf::Arena => "arena".to_string(),
         Buf::Const(n) => format!("{name}_c{n}"),
     };
+    let trees: RefCell<BTreeSet<usize>> = RefCell::new(BTreeSet::new());
+    let untreed: RefCell<Option<String>> = RefCell::new(None);
+    let mut kernels = String::new();
     for (k, kernel) in program.kernels.iter().enumerate() {
-        let (uses_in, uses_arena, tables) = kernel_buffers(kernel);
+        let (uses_in, uses_arena, _) = kernel_buffers(kernel);
         let layer = kernel.layer.map_or(String::new(), |l| format!(" (layer {l})"));
         let _ = writeln!(
-            s,
+            kernels,
             "/* k{k}: {}{layer} */\nstatic void {name}_k{k}(const float *in, float *arena) {{",
             comment(&kernel.name)
         );
-        if let Some(d) = decode.filter(|d| tables.contains(d)) {
-            let _ = writeln!(s, "#pragma HLS ARRAY_PARTITION variable={name}_c{d} block factor=4 dim=1");
-        }
         if !uses_in {
-            s.push_str("    (void)in;\n");
+            kernels.push_str("    (void)in;\n");
         }
         if !uses_arena {
-            s.push_str("    (void)arena;\n");
+            kernels.push_str("    (void)arena;\n");
         }
+        let hook = |l: &Loop, indent: usize| {
+            if l.note != "code bytes" {
+                return None;
+            }
+            match tree::analyse(kernel, l, &program.consts, name, &names, indent) {
+                Some(t) => {
+                    trees.borrow_mut().insert(t.terms);
+                    Some(t.text)
+                }
+                None => {
+                    untreed.borrow_mut().get_or_insert_with(|| kernel.name.clone());
+                    None
+                }
+            }
+        };
         let mut p = KernelPrinter::new(kernel, Dialect::Hls, &names);
         p.pipeline_inner = true;
-        s.push_str(&p.print(1));
-        s.push_str("}\n\n");
+        p.loop_hook = Some(&hook);
+        kernels.push_str(&p.print(1));
+        kernels.push_str("}\n\n");
     }
+    if let Some(k) = untreed.into_inner() {
+        return Err(CodegenError::Invalid(format!(
+            "kernel {k:?}: its packed ternary loop is not in the form the HLS adder trees read"
+        )));
+    }
+
+    // the implementation
+    let mut s = String::with_capacity(program.const_bytes() * 3 + kernels.len() + (1 << 20));
+    let _ = write!(
+        s,
+        "/* {name}: Vitis HLS C++ generated by ternc from \"{model}\": {nk} kernels of the ternc\n   \
+         kernel program. Ternary weights are 2-bit codes packed 32 to an ap_uint<64> ROM word;\n   \
+         every ternary sum is an adder tree over the +-x its codes select (no multiplies). */\n\
+         #include \"{stem}.h\"\n\n#include <math.h>\n#include <stdint.h>\n\n\
+         #ifdef __has_include\n#if __has_include(<ap_int.h>)\n#include <ap_int.h>\n#define {u}_HAVE_AP_INT 1\n#endif\n#endif\n\
+         #ifndef {u}_HAVE_AP_INT\n#include \"{stem}_ap_int.h\" /* no Vitis headers: the stand-in */\n#endif\n\n\
+         /* the same types under Vitis and in the g++ C simulation */\n\
+         typedef ap_uint<64> {name}_rom_t;  /* a ROM word: 8 code bytes, 32 ternary weights */\n\
+         typedef ap_uint<8> {name}_byte_t;  /* four 2-bit codes */\n\
+         typedef ap_uint<2> {name}_code_t;  /* 0b01: +1, 0b11: -1, else 0 */\n\n\
+         /* byte `lane` (0..7) of a ROM word */\n\
+         static inline {name}_byte_t {name}_byte({name}_rom_t w, int lane) {{\n#pragma HLS INLINE\n    \
+         return ({name}_byte_t)(w >> (lane << 3));\n}}\n\n\
+         /* code q (0..3) of a byte */\n\
+         static inline {name}_code_t {name}_code({name}_byte_t b, int q) {{\n#pragma HLS INLINE\n    \
+         return ({name}_code_t)(b >> (q << 1));\n}}\n\n\
+         /* a ternary tap: x, -x (a sign flip) or 0, selected by its code; no adder */\n\
+         static inline float {name}_tern({name}_code_t c, float x) {{\n#pragma HLS INLINE\n    \
+         return c == 1 ? x : (c == 3 ? -x : 0.0f);\n}}\n\n",
+        model = comment(&program.name),
+        nk = program.kernels.len(),
+    );
+    for &n in trees.borrow().iter() {
+        s.push_str(&tree::tree_fn(name, n));
+    }
+    for n in c::used_tables(program) {
+        let t = &program.consts[n];
+        match &t.data {
+            _ if t.name == tree::DECODE => {} // decoded by {name}_code
+            ConstData::U8(bytes) => {
+                let words = bytes.len().div_ceil(8);
+                let _ = writeln!(
+                    s,
+                    "/* {}: {} code bytes as {words} words (ROM) */\nstatic const {name}_rom_t {name}_c{n}[{words}] = {{",
+                    comment(&t.name),
+                    bytes.len(),
+                );
+                for (i, w) in bytes.chunks(8).enumerate() {
+                    let mut v = [0u8; 8];
+                    v[..w.len()].copy_from_slice(w);
+                    let _ = write!(
+                        s,
+                        "{}0x{:016x}ULL,",
+                        match i {
+                            0 => "    ",
+                            i if i % 4 == 0 => "\n    ",
+                            _ => " ",
+                        },
+                        u64::from_le_bytes(v)
+                    );
+                }
+                s.push_str("\n};\n\n");
+            }
+            data => {
+                let _ = writeln!(
+                    s,
+                    "/* {}: {} x {} (ROM) */\nstatic const {} {name}_c{n}[{}] = {{",
+                    comment(&t.name),
+                    data.len(),
+                    data.elem(),
+                    Dialect::Hls.elem(data.elem()),
+                    data.len()
+                );
+                c::table_values(&mut s, data);
+                s.push_str("};\n\n");
+            }
+        }
+    }
+    s.push_str(&kernels);
     let _ = write!(
         s,
         "void {name}_top(const float in[{u}_INPUT_LEN], float arena[{u}_ARENA_LEN]{sep}{params}) {{\n\

@@ -100,7 +100,7 @@ fn loop_bodies(src: &str, note: &str) -> Vec<String> {
     out
 }
 
-/// `s` without what lies inside `[...]` (index arithmetic) and without comments.
+/// `s` without what lies inside `[...]` (index arithmetic), address lines and comments.
 fn values_only(s: &str) -> String {
     let mut out = String::new();
     let mut depth = 0;
@@ -114,6 +114,8 @@ fn values_only(s: &str) -> String {
     }
     out.lines()
         .filter(|l| !l.trim_start().starts_with('#'))
+        // HLS: integer address arithmetic (`const int a1 = 288*i0 + i1;`), not values
+        .filter(|l| !l.trim_start().starts_with("const int "))
         .map(|l| l.split("/*").next().unwrap_or(""))
         .collect()
 }
@@ -142,7 +144,26 @@ fn ternary_loops_have_no_multiply() {
             for b in &bodies {
                 let v = values_only(b);
                 assert!(!v.contains('*'), "{file} {what}: a multiply in a ternary loop:\n{b}");
-                assert!(v.contains(" + ") && v.contains(" - "), "{file} {what}: adds and subtracts:\n{b}");
+                if what == "C" {
+                    assert!(
+                        v.contains(" + ") && v.contains(" - "),
+                        "{file} {what}: adds and subtracts:\n{b}"
+                    );
+                } else {
+                    // each tap a code-selected +-x, summed by an adder tree, accumulated
+                    assert!(
+                        v.contains("net_tern(") && v.contains(" = l") && v.contains(" + net_tree"),
+                        "{file} {what}: ternary taps, an adder tree and an accumulate:\n{b}"
+                    );
+                }
+            }
+        }
+        // the HLS helpers the ternary loops call multiply nothing either
+        for f in ["net_tern(", "net_tree", "net_code(", "net_byte("] {
+            let helpers = hls_src.split("static inline ").filter(|d| d.contains(&format!(" {f}")));
+            for d in helpers {
+                let body = &d[..d.find("\n}").expect("a helper's body")];
+                assert!(!values_only(body).contains('*'), "{file}: a multiply in an HLS helper:\n{body}");
             }
         }
         // the same network in float: its convolution loops multiply
@@ -152,5 +173,59 @@ fn ternary_loops_have_no_multiply() {
         let bodies = loop_bodies(&src, "taps");
         assert!(!bodies.is_empty(), "{file}: float tap loops");
         assert!(bodies.iter().all(|b| values_only(b).contains(" * ")), "{file}: float loops multiply");
+    }
+}
+
+/// The HLS structure: packed codes in `ap_uint` ROM words decoded by `ap_uint<2>`
+/// logic (no decode table), every ternary loop an adder tree over a group of taps
+/// with one accumulate an iteration, and a report whose estimate drops below that of
+/// the plain accumulation chains.
+#[test]
+fn hls_adder_trees() {
+    let g = model("yolov3-tiny.cfg", 64, true);
+    let p =
+        lower(&prepare(&g).unwrap(), &LowerOptions { ternary: TernaryKernel::Packed, ..Default::default() })
+            .unwrap();
+    let project = hls::compile(&p, "net", "net").unwrap();
+    let src = &project.files.iter().find(|f| f.0 == "net.cpp").unwrap().1;
+    for want in [
+        "typedef ap_uint<64> net_rom_t;",
+        "typedef ap_uint<8> net_byte_t;",
+        "typedef ap_uint<2> net_code_t;",
+        "static inline float net_tree16(",
+        "static inline float net_tern(net_code_t c, float x)",
+        "#pragma HLS PIPELINE II=4",
+    ] {
+        assert!(src.contains(want), "net.cpp lacks {want:?}");
+    }
+    // no byte ROMs and no float decode table: the C simulation reads the ap_uint types
+    assert!(!src.contains("static const uint8_t"), "a plain byte ROM");
+    assert!(!src.contains("ternary2.decode"), "the decode table is not needed");
+    // the tree is balanced: 16 terms in 4 levels
+    let tree = &src[src.find("net_tree16(").unwrap()..];
+    let ret = tree.lines().find(|l| l.trim_start().starts_with("return")).unwrap();
+    assert!(ret.contains("((((a0 + a1) + (a2 + a3))"), "{ret}");
+    // every ternary convolution loop is tree-printed (one accumulate per lane)
+    let bodies = loop_bodies(src, "code bytes");
+    assert_eq!(bodies.len(), 13, "one code-bytes loop per ternary convolution");
+    for b in &bodies {
+        let accumulates = b.lines().filter(|l| l.contains(" + net_tree")).count();
+        let taps = b.matches("net_tern(").count();
+        assert!(accumulates > 0 && taps % accumulates == 0, "{b}");
+        assert!(!b.contains("l0 = l0 - "), "no chained subtracts:\n{b}");
+    }
+    // the report: trees beat chains; adders, no multipliers, 2-bit code ROM bits
+    let (tree, chain) = (hls::report(&p), hls::report_chain(&p));
+    assert_eq!(project.report, tree);
+    assert!(
+        tree.total_cycles() * 10 < chain.total_cycles() * 8,
+        "tree {} vs chain {} cycles",
+        tree.total_cycles(),
+        chain.total_cycles()
+    );
+    for t in &tree.layers {
+        if t.kind == "convolutional" {
+            assert!(t.adders > 0 && t.multipliers == 0 && t.code_bits > 0, "{t:?}");
+        }
     }
 }
