@@ -354,7 +354,7 @@ fn random_1_trains_at_several_sizes() {
         .arg(&cfg)
         .arg("--data")
         .arg(&data)
-        .args(["--iterations", "30", "--threads", "2", "--seed", "2"])
+        .args(["--iterations", "140", "--threads", "2", "--seed", "2"])
         .arg("--out")
         .arg(&out)
         .output()
@@ -376,7 +376,18 @@ fn random_1_trains_at_several_sizes() {
     assert!(sizes.len() >= 3, "{line}");
     assert!(sizes.iter().all(|&(w, h)| w % 8 == 0 && h % 8 == 0 && (16..=56).contains(&w)), "{sizes:?}");
     let rows = csv_rows(&out.join("train/loss.csv"));
-    assert_eq!(rows.len(), 30);
+    assert_eq!(rows.len(), 140);
     assert!(rows.iter().all(|r| r.1.is_finite()));
-    assert!(!stderr.contains("not supported"), "{stderr}");
+    // The iterations per size: the last 100 at the largest size, the blocks before at
+    // sizes drawn from the list.
+    let st = json(&out.join("train/stage.json"));
+    let used = st["sizes"].as_object().unwrap();
+    assert_eq!(used.values().map(|v| v.as_u64().unwrap()).sum::<u64>(), 140);
+    let (w, h) = *sizes.last().unwrap();
+    assert!(used[&format!("{w}x{h}")].as_u64().unwrap() >= 100, "{used:?}");
+    assert!(used.len() >= 2, "{used:?}");
+    for k in used.keys() {
+        let (w, h) = k.split_once('x').unwrap();
+        assert!(sizes.contains(&(w.parse().unwrap(), h.parse().unwrap())), "{k} not announced");
+    }
 }

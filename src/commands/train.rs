@@ -203,6 +203,9 @@ struct StageReport {
     /// mAP of `corrected.weights` (with `correction`).
     #[serde(default)]
     corrected: Option<correction::Report>,
+    /// Iterations trained at each input size (`WxH`): one size unless `random=1`.
+    #[serde(default)]
+    sizes: std::collections::BTreeMap<String, usize>,
     skipped_images: usize,
     missing_labels: usize,
     seconds: f64,
@@ -450,29 +453,32 @@ fn model_bytes(graph: &Graph, ternary: &BTreeSet<usize>) -> (usize, usize) {
     (packed, fp32)
 }
 
-/// `[net] resize_step` default (Darknet's).
-const DEFAULT_RESIZE_STEP: usize = 32;
-
-/// A numeric `[net]` key the IR does not keep, read from the cfg text.
-fn net_key(cfg: &str, key: &str) -> Option<usize> {
+/// `[net] resize_step` (Darknet reads a float and truncates it; default 32), which the
+/// IR does not keep: read from the cfg text, an unusable value is an error at its line.
+fn resize_step(cfg_path: &Path, cfg: &str) -> Result<usize, InputError> {
     let mut in_net = false;
-    for line in cfg.lines() {
-        let t = line.split('#').next().unwrap_or("").trim();
+    for (i, line) in cfg.lines().enumerate() {
+        let t = line.split(['#', ';']).next().unwrap_or("").trim();
         if t.starts_with('[') {
             in_net = t == "[net]" || t == "[network]";
-        } else if in_net {
-            if let Some((k, v)) = t.split_once('=') {
-                if k.trim() == key {
-                    return v.trim().parse().ok();
-                }
+        } else if let (true, Some((k, v))) = (in_net, t.split_once('=')) {
+            if k.trim() == "resize_step" {
+                return match v.trim().parse::<f32>() {
+                    Ok(f) if f >= 1.0 && f.is_finite() => Ok(f as usize),
+                    _ => Err(InputError::at_line(
+                        cfg_path,
+                        i + 1,
+                        format!("resize_step={}: expected a number of pixels >= 1", v.trim()),
+                    )),
+                };
             }
         }
     }
-    None
+    Ok(32)
 }
 
 /// Darknet's augmentation settings from the cfg (`[net]` and the first head).
-fn augment_of(graph: &Graph) -> (Augment, bool) {
+fn augment_of(graph: &Graph) -> Augment {
     let net = &graph.net;
     let mut a = Augment {
         hue: net.hue,
@@ -482,21 +488,14 @@ fn augment_of(graph: &Graph) -> (Augment, bool) {
         letterbox: net.letter_box,
         ..Augment::default()
     };
-    let mut random = false;
     if let Some(&h) = graph.heads().first() {
         match &graph.layer(h).op {
-            Op::Yolo(y) => {
-                (a.jitter, a.resize, a.max_boxes) = (y.jitter, y.resize, y.max_boxes);
-                random = y.random != 0.0;
-            }
-            Op::Region(r) => {
-                (a.jitter, a.max_boxes) = (r.jitter, r.max_boxes);
-                random = r.random != 0.0;
-            }
+            Op::Yolo(y) => (a.jitter, a.resize, a.max_boxes) = (y.jitter, y.resize, y.max_boxes),
+            Op::Region(r) => (a.jitter, a.max_boxes) = (r.jitter, r.max_boxes),
             _ => {}
         }
     }
-    (a, random)
+    a
 }
 
 /// mAP of `graph` (parameters loaded, ternary flags set) on the valid list, with the
@@ -699,15 +698,12 @@ fn run_stage(ctx: &Ctx, stage: &Stage, start: Option<&Path>) -> anyhow::Result<(
             }
         }
     }
-    let (augment, random) = augment_of(&graph);
-    // random=1: Darknet's multi-scale training, a new input size every 10 iterations.
-    let multiscale = if random {
-        let step = net_key(&ctx.cfg_text, "resize_step").unwrap_or(DEFAULT_RESIZE_STEP);
-        MultiScale::for_graph(&graph, step, iterations, ctx.seed)
-            .map_err(|e| InputError::whole(&ctx.plan.cfg, e.to_string()))?
-    } else {
-        None
-    };
+    let augment = augment_of(&graph);
+    // random=1 (on the last head, as Darknet reads it): multi-scale training, a new
+    // input size every 10 iterations.
+    let step = resize_step(&ctx.plan.cfg, &ctx.cfg_text)?;
+    let multiscale = MultiScale::for_graph(&graph, step, iterations, ctx.seed)
+        .map_err(|e| InputError::whole(&ctx.plan.cfg, e.to_string()))?;
     if let Some(ms) = &multiscale {
         // Every size the rule can pick must fit the model: find out now, not mid-stage.
         let sizes = ms.sizes();
@@ -1028,6 +1024,11 @@ fn run_stage(ctx: &Ctx, stage: &Stage, start: Option<&Path>) -> anyhow::Result<(
         flip_fraction,
         flip_window: stage.flip_window,
         corrected,
+        sizes: (0..iterations).fold(Default::default(), |mut m, it| {
+            let (w, h) = size_at(it);
+            *m.entry(format!("{w}x{h}")).or_insert(0) += 1;
+            m
+        }),
         skipped_images: stats.skipped,
         missing_labels: stats.missing_labels,
         seconds: seconds(t0),

@@ -52,7 +52,7 @@ pub fn run(ctx: &Ctx, stage: &Stage, best: &Graph, dir: &Path) -> anyhow::Result
         }
     }
     trainer.set_weights_frozen(true);
-    let (augment, _) = augment_of(&graph);
+    let augment = augment_of(&graph);
     let loader = Loader::new(
         ctx.ds.train.clone(),
         LoaderOptions {
