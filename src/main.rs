@@ -16,6 +16,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the bundled fully ternary detector (JIT) on the bundled images: boxes, timing, PNGs.
+    Demo(commands::demo::Args),
     /// Print a model's layer table (shapes, parameters, BFLOPs), its IR, or JSON.
     Inspect(commands::inspect::Args),
     /// Write random Darknet weights for a cfg (He-normal, deterministic per seed).
@@ -41,6 +43,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Demo(a) => commands::demo::run(a),
         Command::Inspect(a) => commands::inspect::run(a),
         Command::Init(a) => commands::init::run(a),
         Command::Run(a) => commands::run::run(a),

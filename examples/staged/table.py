@@ -16,9 +16,15 @@ def pct(v):
 
 
 rows = []
-for run, label in [("staged", "staged"), ("unstaged", "unstaged"), ("remedies", "staged + EMA")]:
+for run, label in [
+    ("staged", "staged"),
+    ("unstaged", "unstaged"),
+    ("remedies", "staged + EMA"),
+    ("m3-long", "staged, M3 x3 iterations"),
+    ("m3-long-remedies", "staged + EMA, M3 x3 iterations"),
+]:
     for s in stages(run):
-        name = s["name"] if run != "unstaged" else "M3 (no stages)"
+        name = {"unstaged": "M3 (no stages)", "m3-long": "M3", "m3-long-remedies": "M3"}.get(run, s["name"])
         note = label if s["name"] != "fp32" else "float, from scratch"
         flips = s.get("flip_fraction")
         rows.append((name, note, s, s["map50"], s["avg_iou"], flips))

@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod compile;
 pub mod dataset;
+pub mod demo;
 pub mod detect;
 pub mod init;
 pub mod inspect;
