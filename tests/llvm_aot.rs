@@ -96,6 +96,12 @@ enum Target {
 /// Compiles `model` at `size` (fully ternary, random weights of seed 0) for `target`,
 /// links and runs the C client, compares with the reference (boxes above `thresh`).
 fn cross_run(model: &str, size: usize, target: Target, thresh: f32) {
+    cross_run_with(model, size, target, thresh, &[]);
+}
+
+/// [`cross_run`] with extra `ternc compile` arguments; returns the object's size in
+/// bytes (`None` when the tools are missing and the run was skipped).
+fn cross_run_with(model: &str, size: usize, target: Target, thresh: f32, extra: &[&str]) -> Option<u64> {
     let (cc, runner): (&str, Vec<String>) = match target {
         Target::Host => ("cc", vec![]),
         Target::Aarch64 => (
@@ -109,7 +115,7 @@ fn cross_run(model: &str, size: usize, target: Target, thresh: f32) {
         tools.push(r);
     }
     if !tools_present(&what, &tools) {
-        return;
+        return None;
     }
     let dir = tempfile::tempdir().unwrap();
     let text = ternc_frontend::with_input_size(
@@ -125,7 +131,9 @@ fn cross_run(model: &str, size: usize, target: Target, thresh: f32) {
         .unwrap()
         .args(["compile"])
         .arg(&cfg)
-        .args(["--layers", "all", "--target", t, "-o"])
+        .args(["--layers", "all", "--target", t])
+        .args(extra)
+        .arg("-o")
         .arg(&prefix)
         .output()
         .unwrap();
@@ -195,6 +203,20 @@ fn cross_run(model: &str, size: usize, target: Target, thresh: f32) {
             assert!((g[2 + k] - w.bbox[k]).abs() < 1e-3, "{what}: {g:?} vs {w:?}");
         }
     }
+    Some(std::fs::metadata(format!("{}.o", prefix.display())).unwrap().len())
+}
+
+/// `--weights-form packed`: the 2-bit codes in the object, decoded while summing;
+/// the same outputs, and an object far smaller than the float weights.
+#[test]
+fn yolov3_tiny_aarch64_packed_weights() {
+    let Some(bytes) =
+        cross_run_with("yolov3-tiny.cfg", 64, Target::Aarch64, 0.3, &["--weights-form", "packed"])
+    else {
+        return;
+    };
+    let fp32 = 4 * 8_858_734u64; // yolov3-tiny's parameters as float32
+    assert!(bytes < fp32 / 8, "packed object {bytes} bytes vs {fp32} bytes of float32 weights");
 }
 
 #[test]
