@@ -487,7 +487,8 @@ pub struct CSource {
     pub workspace_bytes: u64,
 }
 
-/// Checks the heads against the program (as `llvm::compile` does).
+/// Verifies the program and checks the detection heads against its layers (every
+/// backend that emits `NAME_detect` starts with this).
 pub(crate) fn check_heads(program: &Program, heads: &[DetectHead]) -> Result<(), CodegenError> {
     program.verify().map_err(CodegenError::Invalid)?;
     for h in heads {

@@ -308,19 +308,7 @@ pub fn compile(
     name: &str,
     target: &TargetSpec,
 ) -> Result<Object, CodegenError> {
-    program.verify().map_err(CodegenError::Invalid)?;
-    for h in heads {
-        let l = program
-            .layers
-            .get(h.layer)
-            .ok_or_else(|| CodegenError::Invalid(format!("no layer {}", h.layer)))?;
-        if l.shape[0] != h.n * h.entries || h.anchors.len() != h.n || h.obj + 1 + h.classes > h.entries {
-            return Err(CodegenError::Invalid(format!(
-                "detection head {} does not match its output",
-                h.layer
-            )));
-        }
-    }
+    crate::c::check_heads(program, heads)?;
     let machine = target.machine()?;
     let t0 = std::time::Instant::now();
     let context = Context::create();

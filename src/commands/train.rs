@@ -403,6 +403,24 @@ fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     write_atomic(path, bytes).with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// A trainer for `graph` (its ternary layers flagged) on the context's threads, with
+/// the plan's TWN threshold on the ternary layers (the network installs the default).
+fn new_trainer(ctx: &Ctx, graph: &Graph) -> anyhow::Result<Trainer> {
+    let mut trainer =
+        Trainer::new(graph, ctx.threads).map_err(|e| InputError::whole(&ctx.plan.cfg, e.to_string()))?;
+    if ctx.plan.threshold != DEFAULT_THRESHOLD {
+        for l in (0..graph.num_layers()).filter(|&l| graph.layer(l).op.is_ternary()) {
+            trainer.net.set_weight_transform(l, Some(Box::new(Twn { threshold: ctx.plan.threshold })))?;
+        }
+    }
+    Ok(trainer)
+}
+
+/// A loaded batch's boxes as the trainer takes them.
+fn truths_of(b: &ternc_dataset::Batch) -> Vec<Vec<Truth>> {
+    b.truths.iter().map(|ts| ts.iter().map(|t| Truth::new(t.class, t.cx, t.cy, t.w, t.h)).collect()).collect()
+}
+
 /// The model a stage evaluates and keeps as `best.weights`: the moving average when the
 /// stage has one, else the live weights.
 fn snapshot(trainer: &Trainer, ema: Option<&Ema>, graph: &mut Graph) {
@@ -665,13 +683,7 @@ fn run_stage(ctx: &Ctx, stage: &Stage, start: Option<&Path>) -> anyhow::Result<(
         write_file(&dir.join("start.json"), serde_json::to_string_pretty(&start_info)?.as_bytes())?;
     }
 
-    let mut trainer =
-        Trainer::new(&graph, ctx.threads).map_err(|e| InputError::whole(&ctx.plan.cfg, e.to_string()))?;
-    if ctx.plan.threshold != DEFAULT_THRESHOLD {
-        for &l in &ternary {
-            trainer.net.set_weight_transform(l, Some(Box::new(Twn { threshold: ctx.plan.threshold })))?;
-        }
-    }
+    let mut trainer = new_trainer(ctx, &graph)?;
     if let Some(m) = &momentum {
         trainer.set_momentum(m).map_err(|e| InputError::whole(dir.join("checkpoint.json"), e.to_string()))?;
     }
@@ -810,11 +822,7 @@ fn run_stage(ctx: &Ctx, stage: &Stage, start: Option<&Path>) -> anyhow::Result<(
         if trainer.input_size() != want {
             trainer.resize(want.0, want.1).map_err(|e| anyhow::anyhow!("stage {}: {e}", stage.name))?;
         }
-        let truths: Vec<Vec<Truth>> = b
-            .truths
-            .iter()
-            .map(|ts| ts.iter().map(|t| Truth::new(t.class, t.cx, t.cy, t.w, t.h)).collect())
-            .collect();
+        let truths = truths_of(&b);
         let st =
             trainer.step(&b.images, &truths).map_err(|e| anyhow::anyhow!("stage {}: {e}", stage.name))?;
         let it = st.iteration;

@@ -3,9 +3,8 @@
 
 mod common;
 
-use rand::Rng;
 use ternc_train::multiscale::{size_for, MultiScale, DEFAULT_RESIZE_STEP, RESIZE_EVERY};
-use ternc_train::{Kind, Trainer, Truth, Twn};
+use ternc_train::{Kind, Trainer, Twn};
 
 /// yolov3-tiny in small: batchnorm convolutions, maxpool, route with groups, shortcut,
 /// upsample, route of two inputs, two `[yolo]` heads.
@@ -47,28 +46,6 @@ learning_rate=0.01\nmomentum=0.9\ndecay=0.0005\nburn_in=0\nmax_batches=100\npoli
 
 fn cfg_at(cfg: &str, w: usize, h: usize) -> String {
     ternc_frontend::with_input_size(cfg, w, h)
-}
-
-/// `batch` images of `w`×`h` and two boxes each, from `seed`.
-fn data(batch: usize, w: usize, h: usize, seed: u64) -> (Vec<f32>, Vec<Vec<Truth>>) {
-    let images = common::uniform(batch * 3 * w * h, 0.0, 1.0, seed);
-    let mut r = common::rng(seed + 1);
-    let truths = (0..batch)
-        .map(|_| {
-            (0..2)
-                .map(|_| {
-                    Truth::new(
-                        0,
-                        r.gen_range(0.1..0.9),
-                        r.gen_range(0.1..0.9),
-                        r.gen_range(0.1..0.5),
-                        r.gen_range(0.1..0.5),
-                    )
-                })
-                .collect()
-        })
-        .collect();
-    (images, truths)
 }
 
 /// A trainer built at `w`×`h` holding exactly `from`'s state: parameters, batchnorm
@@ -227,14 +204,14 @@ fn resized_equals_fresh(cfg: &str) {
     let g = common::graph(cfg);
     let mut t = Trainer::new(&g, 2).unwrap();
     // train a little first, so batchnorm statistics and momentum are not the initial ones
-    let (images, truths) = data(4, 64, 64, 30);
+    let (images, truths) = common::random_batch(4, 64, 64, 30);
     t.step(&images, &truths).unwrap();
     for (w, h) in [(96, 96), (128, 96), (32, 32), (64, 64)] {
         t.resize(w, h).unwrap();
         assert_eq!(t.input_size(), (w, h));
         assert_eq!((t.cfg.width, t.cfg.height), (64, 64), "the cfg keeps the initial size");
         let mut f = fresh(cfg, w, h, &t);
-        let (input, _) = data(2, w, h, 40 + w as u64);
+        let (input, _) = common::random_batch(2, w, h, 40 + w as u64);
         assert_same_forward(&mut t, &mut f, &input, false);
         assert_same_forward(&mut t, &mut f, &input, true);
         assert_eq!(state(&t), state(&f));
@@ -267,7 +244,7 @@ fn training_across_sizes_keeps_every_parameter() {
             Some(r) => fresh(YOLO, w, h, r),
         };
         f.net.set_weight_transform(2, Some(Box::new(Twn { threshold: 0.7 }))).unwrap();
-        let (images, truths) = data(4, w, h, 50 + k as u64);
+        let (images, truths) = common::random_batch(4, w, h, 50 + k as u64);
         let (a, b) = (t.step(&images, &truths).unwrap(), f.step(&images, &truths).unwrap());
         assert_eq!(a, b, "step {k} at {w}x{h}");
         assert!(a.loss.is_finite());
@@ -280,7 +257,7 @@ fn training_across_sizes_keeps_every_parameter() {
     t.resize(64, 64).unwrap();
     let mut f = fresh(YOLO, 64, 64, &t);
     f.net.set_weight_transform(2, Some(Box::new(Twn { threshold: 0.7 }))).unwrap();
-    let (input, _) = data(2, 64, 64, 60);
+    let (input, _) = common::random_batch(2, 64, 64, 60);
     assert_same_forward(&mut t, &mut f, &input, false);
 }
 
@@ -295,7 +272,7 @@ fn a_size_the_model_cannot_take_is_an_error_that_changes_nothing() {
         assert!(e.contains(&format!("at a {w}x{h} input")), "{e}");
         assert_eq!(t.input_size(), (64, 64));
     }
-    let (images, truths) = data(4, 64, 64, 70);
+    let (images, truths) = common::random_batch(4, 64, 64, 70);
     t.step(&images, &truths).unwrap();
     // the wrong image size for the current input is an error too
     t.resize(96, 96).unwrap();

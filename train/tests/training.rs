@@ -2,7 +2,6 @@
 
 mod common;
 
-use rand::Rng;
 use ternc_train::{Trainer, Truth};
 
 const TINY: &str = "[net]\nwidth=32\nheight=32\nchannels=3\nbatch=4\nsubdivisions=2\n\
@@ -16,24 +15,7 @@ learning_rate=0.01\nmomentum=0.9\ndecay=0.0005\nburn_in=0\nmax_batches=100\npoli
 [yolo]\nmask=0,1,2\nanchors=4,4, 8,8, 16,16\nclasses=1\nnum=3\n";
 
 fn batch() -> (Vec<f32>, Vec<Vec<Truth>>) {
-    let images = common::uniform(4 * 3 * 32 * 32, 0.0, 1.0, 21);
-    let mut r = common::rng(22);
-    let truths = (0..4)
-        .map(|_| {
-            (0..2)
-                .map(|_| {
-                    Truth::new(
-                        0,
-                        r.gen_range(0.1..0.9),
-                        r.gen_range(0.1..0.9),
-                        r.gen_range(0.1..0.5),
-                        r.gen_range(0.1..0.5),
-                    )
-                })
-                .collect()
-        })
-        .collect();
-    (images, truths)
+    common::random_batch(4, 32, 32, 21)
 }
 
 #[test]

@@ -13,10 +13,9 @@ use ternc_dataset::{Loader, LoaderOptions};
 use ternc_frontend::weights;
 use ternc_ir::{Graph, InputError, Policy};
 use ternc_passes::plan::Stage;
-use ternc_passes::ternary::DEFAULT_THRESHOLD;
-use ternc_train::{BatchStatsAverage, Trainer, Truth, Twn};
+use ternc_train::BatchStatsAverage;
 
-use super::{augment_of, evaluate_valid, write_file, Ctx};
+use super::{augment_of, evaluate_valid, new_trainer, truths_of, write_file, Ctx};
 
 /// What QC did and what it reached (in `stage.json`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -42,15 +41,7 @@ pub fn run(ctx: &Ctx, stage: &Stage, best: &Graph, dir: &Path) -> anyhow::Result
     net.max_batches = iterations;
     let lr = net.learning_rate;
     graph.params.seen = 0;
-    let mut trainer =
-        Trainer::new(&graph, ctx.threads).map_err(|e| InputError::whole(&ctx.plan.cfg, e.to_string()))?;
-    if ctx.plan.threshold != DEFAULT_THRESHOLD {
-        for l in 0..graph.num_layers() {
-            if graph.layer(l).op.is_ternary() {
-                trainer.net.set_weight_transform(l, Some(Box::new(Twn { threshold: ctx.plan.threshold })))?;
-            }
-        }
-    }
+    let mut trainer = new_trainer(ctx, &graph)?;
     trainer.set_weights_frozen(true);
     let augment = augment_of(&graph);
     let loader = Loader::new(
@@ -78,11 +69,7 @@ pub fn run(ctx: &Ctx, stage: &Stage, best: &Graph, dir: &Path) -> anyhow::Result
         if it + 1 < iterations {
             pending = Some(loader.prefetch(it as u64 + 1, size, batch));
         }
-        let truths: Vec<Vec<Truth>> = b
-            .truths
-            .iter()
-            .map(|ts| ts.iter().map(|t| Truth::new(t.class, t.cx, t.cy, t.w, t.h)).collect())
-            .collect();
+        let truths = truths_of(&b);
         let st = trainer
             .step_observed(&b.images, &truths, |n| stats.observe(n))
             .map_err(|e| anyhow::anyhow!("stage {}: QC: {e}", stage.name))?;

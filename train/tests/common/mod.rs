@@ -25,3 +25,25 @@ pub fn uniform(n: usize, lo: f32, hi: f32, seed: u64) -> Vec<f32> {
 pub fn close(a: f64, b: f64, abs: f64, rel: f64) -> bool {
     (a - b).abs() <= abs + rel * a.abs().max(b.abs())
 }
+
+/// `batch` images of `w`×`h` and two boxes each, from `seed`.
+pub fn random_batch(batch: usize, w: usize, h: usize, seed: u64) -> (Vec<f32>, Vec<Vec<ternc_train::Truth>>) {
+    let images = uniform(batch * 3 * w * h, 0.0, 1.0, seed);
+    let mut r = rng(seed + 1);
+    let truths = (0..batch)
+        .map(|_| {
+            (0..2)
+                .map(|_| {
+                    ternc_train::Truth::new(
+                        0,
+                        r.gen_range(0.1..0.9),
+                        r.gen_range(0.1..0.9),
+                        r.gen_range(0.1..0.5),
+                        r.gen_range(0.1..0.5),
+                    )
+                })
+                .collect()
+        })
+        .collect();
+    (images, truths)
+}
