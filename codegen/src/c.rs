@@ -50,6 +50,7 @@ impl Dialect {
             (_, Ty::F32 | Ty::F32x4) => "float",
             (Dialect::OpenCl, Ty::I32) => "int",
             (_, Ty::I32) => "int32_t",
+            (_, Ty::I16x8 | Ty::I32x4) => unimplemented!("TODO(int8): C printers"),
         }
     }
 
@@ -60,6 +61,7 @@ impl Dialect {
             (Dialect::OpenCl, Elem::U8) => "uchar",
             (_, Elem::I32) => "int32_t",
             (_, Elem::U8) => "uint8_t",
+            (_, Elem::I8) => unimplemented!("TODO(int8): C printers"),
         }
     }
 
@@ -78,6 +80,7 @@ impl Dialect {
                 MathFn::Tanh => "tanh",
                 MathFn::Log1p => "log1p",
                 MathFn::Floor => "floor",
+                MathFn::Rint => "rint",
             },
             _ => f.name(),
         }
@@ -233,6 +236,7 @@ impl<'a> KernelPrinter<'a> {
                         Expr::Call { arg, .. } => operand(arg, read),
                         Expr::Load { index: i, .. } | Expr::LoadVec { index: i, .. } => index(i, read),
                         Expr::Extract { v, .. } => operand(v, read),
+                        Expr::Widen { v, .. } | Expr::Convert(v) => operand(v, read),
                         Expr::Insert { v, x, .. } => {
                             operand(v, read);
                             operand(x, read);
@@ -324,6 +328,7 @@ impl<'a> KernelPrinter<'a> {
     fn rhs(&self, expr: &Expr, lane: Option<usize>) -> String {
         let o = |x: &Operand| self.lane(*x, lane);
         match expr {
+            Expr::Widen { .. } | Expr::Convert(_) => unimplemented!("TODO(int8): C printers"),
             Expr::Copy(a) => o(a),
             Expr::Load { buf, index } => format!("{}[{}]", (self.buf_name)(*buf), index_expr(index)),
             Expr::LoadVec { buf, index } => {
@@ -455,6 +460,7 @@ pub(crate) fn kernel_buffers(k: &Kernel) -> (bool, bool, BTreeSet<usize>) {
             Buf::Const(n) => {
                 u.2.insert(n);
             }
+            Buf::Q8 => unimplemented!("TODO(int8): C printers"),
         }
     }
     fn walk(b: &[Stmt], u: &mut (bool, bool, BTreeSet<usize>)) {
@@ -540,6 +546,7 @@ pub fn compile(program: &Program, heads: &[DetectHead], name: &str) -> Result<CS
         Buf::Input => "in".to_string(),
         Buf::Arena => "arena".to_string(),
         Buf::Const(n) => format!("{name}_c{n}"),
+        Buf::Q8 => unimplemented!("TODO(int8): C printers"),
     };
     for (k, kernel) in program.kernels.iter().enumerate() {
         let (uses_in, uses_arena, _) = kernel_buffers(kernel);

@@ -252,7 +252,8 @@ pub fn compile(program: &Program) -> Result<Compiled, CodegenError> {
         fns,
         consts,
         input_len: program.input_len(),
-        arena_len: program.arena_len,
+        // the workspace: the arena, then q8
+        arena_len: program.workspace_bytes().div_ceil(4),
         _code: Code(Some(module)),
     })
 }
@@ -351,7 +352,7 @@ fn innermost_loop_ops(ctx: &mut Context) -> Vec<Vec<String>> {
 fn mem_flags(buf: Buf, vector: bool) -> MemFlagsData {
     let f = if vector { MemFlagsData::new().with_notrap() } else { MemFlagsData::trusted() };
     match buf {
-        Buf::Arena => f,
+        Buf::Arena | Buf::Q8 => f,
         Buf::Input | Buf::Const(_) => f.with_readonly().with_can_move(),
     }
 }
@@ -403,6 +404,8 @@ fn build_function(
                 Ty::F32 => types::F32,
                 Ty::I32 => types::I32,
                 Ty::F32x4 => types::F32X4,
+                Ty::I16x8 => types::I16X8,
+                Ty::I32x4 => types::I32X4,
             })
         })
         .collect();
@@ -450,14 +453,18 @@ impl Translator<'_, '_> {
         for st in body {
             match st {
                 Stmt::Assign { dst, expr } => {
-                    let v = self.expr(expr);
+                    let v = self.expr(expr, self.local_tys[dst.0 as usize]);
                     self.b.def_var(self.locals[dst.0 as usize], v);
                 }
                 Stmt::Store { buf, index, value } => {
-                    let vector = self.ty(*value) == Ty::F32x4;
+                    let vector = self.ty(*value).is_vector();
                     let v = self.operand(*value);
                     let (addr, off) = self.address(*buf, index);
-                    self.b.ins().store(mem_flags(*buf, vector), v, addr, off);
+                    let flags = mem_flags(*buf, vector);
+                    match self.program.buf_elem(*buf) {
+                        Elem::I8 | Elem::U8 => self.b.ins().istore8(flags, v, addr, off),
+                        _ => self.b.ins().store(flags, v, addr, off),
+                    };
                 }
                 Stmt::Loop(l) => self.emit_loop(l),
             }
@@ -483,7 +490,8 @@ impl Translator<'_, '_> {
         self.ty(o).is_float()
     }
 
-    fn expr(&mut self, e: &Expr) -> Value {
+    /// The value of `e`, assigned to a local of type `dst`.
+    fn expr(&mut self, e: &Expr, dst: Ty) -> Value {
         match e {
             Expr::Copy(o) => self.operand(*o),
             Expr::Load { buf, index } => {
@@ -493,15 +501,44 @@ impl Translator<'_, '_> {
                     Elem::F32 => self.b.ins().load(types::F32, flags, addr, off),
                     Elem::I32 => self.b.ins().load(types::I32, flags, addr, off),
                     Elem::U8 => self.b.ins().uload8(types::I32, flags, addr, off),
+                    Elem::I8 => self.b.ins().sload8(types::I32, flags, addr, off),
                 }
             }
             Expr::LoadVec { buf, index } => {
                 let (addr, off) = self.address(*buf, index);
-                self.b.ins().load(types::F32X4, mem_flags(*buf, true), addr, off)
+                let flags = mem_flags(*buf, true);
+                match self.program.buf_elem(*buf) {
+                    // 8 bytes, each sign-extended to an i16 lane (pmovsxbw / sxtl)
+                    Elem::I8 => self.b.ins().sload8x8(flags, addr, off),
+                    _ => self.b.ins().load(types::F32X4, flags, addr, off),
+                }
             }
             Expr::Splat(o) => {
                 let v = self.operand(*o);
-                self.b.ins().splat(types::F32X4, v)
+                match dst {
+                    Ty::I16x8 => {
+                        let v = self.b.ins().ireduce(types::I16, v);
+                        self.b.ins().splat(types::I16X8, v)
+                    }
+                    Ty::I32x4 => self.b.ins().splat(types::I32X4, v),
+                    _ => self.b.ins().splat(types::F32X4, v),
+                }
+            }
+            Expr::Widen { v, high } => {
+                let v = self.operand(*v);
+                match high {
+                    false => self.b.ins().swiden_low(v),
+                    true => self.b.ins().swiden_high(v),
+                }
+            }
+            Expr::Convert(a) => {
+                let v = self.operand(*a);
+                match dst {
+                    Ty::F32 => self.b.ins().fcvt_from_sint(types::F32, v),
+                    Ty::F32x4 => self.b.ins().fcvt_from_sint(types::F32X4, v),
+                    // verified: an integral f32 (saturating, so it can never trap)
+                    _ => self.b.ins().fcvt_to_sint_sat(types::I32, v),
+                }
             }
             Expr::Extract { v, lane } => {
                 let v = self.operand(*v);
@@ -573,6 +610,10 @@ impl Translator<'_, '_> {
                 let a = self.operand(*arg);
                 self.b.ins().floor(a)
             }
+            Expr::Call { f: MathFn::Rint, arg } => {
+                let a = self.operand(*arg);
+                self.b.ins().nearest(a)
+            }
             Expr::Call { f, arg } => {
                 let a = self.operand(*arg);
                 let k = CALLED.iter().position(|c| c.0 == *f).expect("every other helper is called");
@@ -589,6 +630,7 @@ impl Translator<'_, '_> {
             Buf::Input => (self.params[0], 0),
             Buf::Arena => (self.params[1], 0),
             Buf::Const(t) => (self.params[2], self.table_offsets[t] as i64),
+            Buf::Q8 => (self.params[1], self.program.q8_offset() as i64),
         };
         off += index.offset * eb;
         let mut addr = base;

@@ -366,6 +366,7 @@ pub fn compile(program: &Program, name: &str, stem: &str) -> Result<HlsProject, 
         Buf::Input => "in".to_string(),
         Buf::Arena => "arena".to_string(),
         Buf::Const(n) => format!("{name}_c{n}"),
+        Buf::Q8 => unimplemented!("TODO(int8)"),
     };
     let trees: RefCell<BTreeSet<usize>> = RefCell::new(BTreeSet::new());
     let untreed: RefCell<Option<String>> = RefCell::new(None);

@@ -428,6 +428,7 @@ fn build_module<'ctx>(
             Elem::F32 => f32t.into(),
             Elem::I32 => i32t.into(),
             Elem::U8 => i8t.into(),
+            Elem::I8 => unimplemented!("TODO(int8)"),
         };
         let ptr = g.as_pointer_value().const_cast(elem.ptr_type(gen));
         tables.push(ptr);
@@ -561,6 +562,7 @@ impl<'a, 'ctx> KernelTx<'a, 'ctx> {
                 Ty::F32 => cx.f32_type().into(),
                 Ty::I32 => cx.i32_type().into(),
                 Ty::F32x4 => cx.f32_type().vec_type(4).into(),
+                Ty::I16x8 | Ty::I32x4 => unimplemented!("TODO(int8)"),
             };
             locals.push(c.b.build_alloca(ty, &format!("l{i}")).or_err()?);
         }
@@ -634,6 +636,7 @@ impl<'a, 'ctx> KernelTx<'a, 'ctx> {
             Buf::Input => self.input,
             Buf::Arena => self.arena,
             Buf::Const(t) => self.tables[t],
+            Buf::Q8 => unimplemented!("TODO(int8)"),
         };
         let mut idx = i64t.const_int(index.offset as u64, true);
         for &(v, coeff) in &index.terms {
@@ -696,6 +699,7 @@ impl<'a, 'ctx> KernelTx<'a, 'ctx> {
         let v4 = cx.f32_type().vec_type(4);
         Ok(match e {
             Expr::Copy(o) => self.operand(*o)?,
+            Expr::Widen { .. } | Expr::Convert(_) => unimplemented!("TODO(int8)"),
             Expr::Load { buf, index } => {
                 let p = self.address(*buf, index)?;
                 let v = b.build_load(p, "").or_err()?;
@@ -761,6 +765,7 @@ impl<'a, 'ctx> KernelTx<'a, 'ctx> {
                 match f {
                     MathFn::Floor => self.call1(self.intrinsic("llvm.floor", a.get_type())?, &[a])?,
                     MathFn::Exp | MathFn::Tanh | MathFn::Log1p => self.call1(self.libm(f.name()), &[a])?,
+                    MathFn::Rint => unimplemented!("TODO(int8)"),
                 }
             }
         })

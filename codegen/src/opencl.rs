@@ -91,6 +91,7 @@ pub fn kernels_source(program: &Program, name: &str) -> String {
         Buf::Input => "in".to_string(),
         Buf::Arena => "arena".to_string(),
         Buf::Const(n) => format!("c{n}"),
+        Buf::Q8 => unimplemented!("TODO(int8)"),
     };
     for (k, kernel) in program.kernels.iter().enumerate() {
         let layer = kernel.layer.map_or(String::new(), |l| format!(" (layer {l})"));

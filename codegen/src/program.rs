@@ -45,8 +45,20 @@
 //! [`Expr::Splat`] broadcasts a scalar, [`Expr::Extract`] reads a lane,
 //! [`Expr::Insert`] replaces one, and add, sub, mul, div, max, min and
 //! compare-and-select (all operands vectors) work lane-wise. Calls ([`MathFn`]) stay
-//! scalar for now: vector activations that need them run lane by lane. A backend without vectors can lower them lane by lane; `I32x4` (int8
-//! activations) and wider vectors fit the same scheme.
+//! scalar for now: vector activations that need them run lane by lane. A backend
+//! without vectors can lower them lane by lane.
+//!
+//! # Int8 activations (W2A8)
+//!
+//! A fourth buffer, `q8` ([`Buf::Q8`], `i8[q8_len]`), holds the quantized input of a
+//! ternary layer (backends put it after the arena in the same workspace). A scalar
+//! load of an `i8` element sign-extends to `i32`, a store of an `i32` keeps its low 8
+//! bits. Two integer vector types accumulate it: [`Ty::I16x8`], which
+//! [`Expr::LoadVec`] on `q8` fills with 8 sign-extended bytes and add/sub combine
+//! lane-wise (wrapping; the lowering bounds every sum so it never wraps), and
+//! [`Ty::I32x4`], which [`Expr::Widen`] makes from one half of an `i16x8`.
+//! [`Expr::Convert`] turns `i32`/`i32x4` into `f32`/`f32x4` for the epilogue, and an
+//! integral `f32` into `i32` (after [`MathFn::Rint`]) when quantizing.
 
 use std::collections::HashSet;
 use std::fmt::{self, Write as _};
@@ -58,6 +70,10 @@ pub enum Ty {
     I32,
     /// Four f32 lanes (128 bits).
     F32x4,
+    /// Eight i16 lanes (128 bits): int8 activations, summed.
+    I16x8,
+    /// Four i32 lanes (128 bits).
+    I32x4,
 }
 
 impl Ty {
@@ -68,9 +84,13 @@ impl Ty {
     /// Elements a load or store of this type moves.
     pub fn lanes(self) -> usize {
         match self {
-            Ty::F32x4 => 4,
-            _ => 1,
+            Ty::F32x4 | Ty::I32x4 => 4,
+            Ty::I16x8 => 8,
+            Ty::F32 | Ty::I32 => 1,
         }
+    }
+    pub fn is_vector(self) -> bool {
+        self.lanes() > 1
     }
 }
 
@@ -80,6 +100,8 @@ impl fmt::Display for Ty {
             Ty::F32 => "f32",
             Ty::I32 => "i32",
             Ty::F32x4 => "f32x4",
+            Ty::I16x8 => "i16x8",
+            Ty::I32x4 => "i32x4",
         })
     }
 }
@@ -91,20 +113,22 @@ pub enum Elem {
     I32,
     /// Bytes (packed ternary codes); a load zero-extends to `i32`.
     U8,
+    /// Signed bytes (int8 activations); a load sign-extends to `i32`.
+    I8,
 }
 
 impl Elem {
     pub fn bytes(self) -> usize {
         match self {
             Elem::F32 | Elem::I32 => 4,
-            Elem::U8 => 1,
+            Elem::U8 | Elem::I8 => 1,
         }
     }
     /// The type of a value loaded from such a buffer.
     pub fn value_ty(self) -> Ty {
         match self {
             Elem::F32 => Ty::F32,
-            Elem::I32 | Elem::U8 => Ty::I32,
+            Elem::I32 | Elem::U8 | Elem::I8 => Ty::I32,
         }
     }
 }
@@ -115,6 +139,7 @@ impl fmt::Display for Elem {
             Elem::F32 => "f32",
             Elem::I32 => "i32",
             Elem::U8 => "u8",
+            Elem::I8 => "i8",
         })
     }
 }
@@ -202,6 +227,8 @@ pub enum Buf {
     Arena,
     /// Constant table `n` of the program (read only).
     Const(usize),
+    /// Int8 activations (`i8[q8_len]`): a ternary layer's quantized input.
+    Q8,
 }
 
 impl fmt::Display for Buf {
@@ -210,6 +237,7 @@ impl fmt::Display for Buf {
             Buf::Input => f.write_str("in"),
             Buf::Arena => f.write_str("arena"),
             Buf::Const(n) => write!(f, "c{n}"),
+            Buf::Q8 => f.write_str("q8"),
         }
     }
 }
@@ -394,11 +422,14 @@ pub enum MathFn {
     Log1p,
     /// `floorf` (`f32::floor`): exact, so any correct floor (an instruction) will do.
     Floor,
+    /// `rintf` in the default rounding mode (`f32::round_ties_even`): to the nearest
+    /// integer, ties to even. Exact, like floor.
+    Rint,
 }
 
 impl MathFn {
     /// Every helper, for backends that declare them up front.
-    pub const ALL: [MathFn; 4] = [MathFn::Exp, MathFn::Tanh, MathFn::Log1p, MathFn::Floor];
+    pub const ALL: [MathFn; 5] = [MathFn::Exp, MathFn::Tanh, MathFn::Log1p, MathFn::Floor, MathFn::Rint];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -406,6 +437,7 @@ impl MathFn {
             MathFn::Tanh => "tanhf",
             MathFn::Log1p => "log1pf",
             MathFn::Floor => "floorf",
+            MathFn::Rint => "rintf",
         }
     }
 }
@@ -418,12 +450,15 @@ pub enum Expr {
         buf: Buf,
         index: Index,
     },
-    /// Four consecutive f32 elements `buf[index..index+4]` as an `f32x4`.
+    /// Four consecutive f32 elements `buf[index..index+4]` as an `f32x4`, or (from
+    /// `q8`) eight consecutive i8 elements sign-extended to an `i16x8`.
     LoadVec {
         buf: Buf,
         index: Index,
     },
-    /// An `f32x4` with every lane equal to an f32.
+    /// A vector with every lane equal to a scalar: an `f32x4` from an f32, an `i16x8`
+    /// or `i32x4` (the destination's type) from an i32 (truncated to 16 bits for
+    /// `i16x8`).
     Splat(Operand),
     /// Lane `lane` (0..4) of an `f32x4`, as an f32.
     Extract {
@@ -457,6 +492,15 @@ pub enum Expr {
         f: MathFn,
         arg: Operand,
     },
+    /// Lanes 0..4 (`high`: 4..8) of an `i16x8`, sign-extended to an `i32x4`.
+    Widen {
+        v: Operand,
+        high: bool,
+    },
+    /// A numeric conversion to the destination's type: `i32 → f32` and
+    /// `i32x4 → f32x4` (exact below 2^24), `f32 → i32` (truncation; used on integral
+    /// values that fit).
+    Convert(Operand),
 }
 
 /// A loop bound: a constant, or (index-table loops) an `i32` local.
@@ -568,6 +612,8 @@ pub struct Program {
     pub arena_len: usize,
     /// Floats of the arena used by layer outputs (the memory plan); scratch follows.
     pub plan_len: usize,
+    /// Bytes of the int8 activation buffer `q8` (0 without int8 layers).
+    pub q8_len: usize,
     pub consts: Vec<ConstTable>,
     pub kernels: Vec<Kernel>,
     /// Every Darknet layer's output, indexed by layer.
@@ -587,6 +633,7 @@ impl Program {
             Buf::Input => self.input_len(),
             Buf::Arena => self.arena_len,
             Buf::Const(n) => self.consts.get(n).map_or(0, |t| t.data.len()),
+            Buf::Q8 => self.q8_len,
         }
     }
 
@@ -594,7 +641,27 @@ impl Program {
         match b {
             Buf::Input | Buf::Arena => Elem::F32,
             Buf::Const(n) => self.consts.get(n).map_or(Elem::F32, |t| t.data.elem()),
+            Buf::Q8 => Elem::I8,
         }
+    }
+
+    /// Byte offset of `q8` in a workspace that starts with the arena (64-aligned).
+    pub fn q8_offset(&self) -> usize {
+        (4 * self.arena_len).div_ceil(64) * 64
+    }
+
+    /// Bytes of the workspace the compiled backends run in: the arena, then `q8`.
+    pub fn workspace_bytes(&self) -> usize {
+        if self.q8_len == 0 {
+            4 * self.arena_len
+        } else {
+            self.q8_offset() + self.q8_len.div_ceil(64) * 64
+        }
+    }
+
+    /// Whether any kernel reads int8 activations.
+    pub fn has_int8(&self) -> bool {
+        self.q8_len > 0
     }
 
     /// Bytes of all constant tables.
@@ -722,8 +789,9 @@ impl<'p> Verifier<'p> {
         Ok(ta)
     }
 
-    /// The type of `expr`, after checking its operands and accesses.
-    fn expr(&self, expr: &Expr) -> Result<Ty, String> {
+    /// The type of `expr` assigned to a local of type `want`, after checking its
+    /// operands and accesses (`want` decides splats and conversions).
+    fn expr(&self, expr: &Expr, want: Ty) -> Result<Ty, String> {
         Ok(match expr {
             Expr::Copy(o) => self.operand(*o)?,
             Expr::Load { buf, index } => {
@@ -731,15 +799,26 @@ impl<'p> Verifier<'p> {
                 self.program.buf_elem(*buf).value_ty()
             }
             Expr::LoadVec { buf, index } => {
-                if self.program.buf_elem(*buf) != Elem::F32 {
-                    return Err(format!("vector load from {buf}, not an f32 buffer"));
-                }
-                self.access(*buf, index, 4)?;
-                Ty::F32x4
+                let ty = match self.program.buf_elem(*buf) {
+                    Elem::F32 => Ty::F32x4,
+                    Elem::I8 => Ty::I16x8,
+                    e => return Err(format!("vector load from {buf}, an {e} buffer")),
+                };
+                self.access(*buf, index, ty.lanes() as i64)?;
+                ty
             }
-            Expr::Splat(o) => match self.operand(*o)? {
-                Ty::F32 => Ty::F32x4,
-                t => return Err(format!("splat of {t}")),
+            Expr::Splat(o) => match (self.operand(*o)?, want) {
+                (Ty::F32, _) => Ty::F32x4,
+                (Ty::I32, Ty::I16x8 | Ty::I32x4) => want,
+                (t, _) => return Err(format!("splat of {t} into {want}")),
+            },
+            Expr::Widen { v, .. } => match self.operand(*v)? {
+                Ty::I16x8 => Ty::I32x4,
+                t => return Err(format!("widen of {t}")),
+            },
+            Expr::Convert(a) => match (self.operand(*a)?, want) {
+                (Ty::I32, Ty::F32) | (Ty::F32, Ty::I32) | (Ty::I32x4, Ty::F32x4) => want,
+                (t, _) => return Err(format!("conversion of {t} to {want}")),
             },
             Expr::Extract { v, lane } => match self.operand(*v)? {
                 Ty::F32x4 if *lane < 4 => Ty::F32,
@@ -754,12 +833,15 @@ impl<'p> Verifier<'p> {
                 if *op == BinOp::Div && !t.is_float() {
                     return Err("integer division".into());
                 }
+                if matches!(t, Ty::I16x8 | Ty::I32x4) && !matches!(op, BinOp::Add | BinOp::Sub) {
+                    return Err(format!("{} of {t}", op.name()));
+                }
                 t
             }
             Expr::Select { lhs, rhs, then, otherwise, .. } => {
                 let c = self.same(*lhs, *rhs)?;
                 let t = self.same(*then, *otherwise)?;
-                if (c == Ty::F32x4) != (t == Ty::F32x4) {
+                if matches!(c, Ty::I16x8 | Ty::I32x4) || (c == Ty::F32x4) != (t == Ty::F32x4) {
                     return Err(format!("select of {t} on a {c} comparison"));
                 }
                 t
@@ -831,8 +913,8 @@ impl<'p> Verifier<'p> {
         for st in body {
             match st {
                 Stmt::Assign { dst, expr } => {
-                    let t = self.expr(expr)?;
                     let want = self.local_ty(*dst)?;
+                    let t = self.expr(expr, want)?;
                     if t != want {
                         return Err(format!("{dst} is {want} but is assigned a {t}"));
                     }
@@ -842,12 +924,11 @@ impl<'p> Verifier<'p> {
                     if self.parallel_kernel && !self.in_parallel {
                         return Err("a store outside the parallel loops would run on every thread".into());
                     }
-                    if *buf != Buf::Arena {
-                        return Err(format!("store to read-only buffer {buf}"));
-                    }
                     let t = self.operand(*value)?;
-                    if !t.is_float() {
-                        return Err(format!("store of {t} to the f32 arena"));
+                    match (buf, t) {
+                        (Buf::Arena, Ty::F32 | Ty::F32x4) | (Buf::Q8, Ty::I32) => {}
+                        (Buf::Arena | Buf::Q8, _) => return Err(format!("store of {t} to {buf}")),
+                        _ => return Err(format!("store to read-only buffer {buf}")),
                     }
                     self.access(*buf, index, t.lanes() as i64)?;
                 }
@@ -907,7 +988,7 @@ fn write_expr(s: &mut String, k: &Kernel, dst: Local, e: &Expr) {
     let _ = match e {
         Expr::Copy(o) => write!(s, "{o}"),
         Expr::Load { buf, index } => write!(s, "load {buf}[{index}]"),
-        Expr::LoadVec { buf, index } => write!(s, "load.x4 {buf}[{index}]"),
+        Expr::LoadVec { buf, index } => write!(s, "load.x{} {buf}[{index}]", ty.lanes()),
         Expr::Splat(o) => write!(s, "splat {o}"),
         Expr::Extract { v, lane } => write!(s, "extract {v}, {lane}"),
         Expr::Insert { v, lane, x } => write!(s, "insert {v}, {lane}, {x}"),
@@ -917,6 +998,8 @@ fn write_expr(s: &mut String, k: &Kernel, dst: Local, e: &Expr) {
             write!(s, "select {lhs} {cmp} {rhs}, {then}, {otherwise}")
         }
         Expr::Call { f, arg } => write!(s, "call {}({arg})", f.name()),
+        Expr::Widen { v, high } => write!(s, "widen.{} {v}", if *high { "hi" } else { "lo" }),
+        Expr::Convert(a) => write!(s, "convert.{ty} {a}"),
     };
 }
 
@@ -932,6 +1015,7 @@ fn write_block(s: &mut String, k: &Kernel, body: &[Stmt], depth: usize) {
             Stmt::Store { buf, index, value } => {
                 let x4 = match value {
                     Operand::Local(l) if k.locals.get(l.0 as usize) == Some(&Ty::F32x4) => ".x4",
+                    _ if *buf == Buf::Q8 => ".i8",
                     _ => "",
                 };
                 let _ = writeln!(s, "{pad}store{x4} {buf}[{index}], {value}");
@@ -1006,6 +1090,9 @@ impl fmt::Display for Program {
             "buffer arena: f32[{}]  # layer outputs 0..{}, scratch {}..{}",
             self.arena_len, self.plan_len, self.plan_len, self.arena_len
         )?;
+        if self.q8_len > 0 {
+            writeln!(f, "buffer q8: i8[{}]  # int8 activations", self.q8_len)?;
+        }
         for (i, t) in self.consts.iter().enumerate() {
             writeln!(
                 f,
@@ -1163,6 +1250,7 @@ mod tests {
             input_shape: [1, 1, 8],
             arena_len: 16,
             plan_len: 16,
+            q8_len: 0,
             consts,
             kernels: vec![kernel],
             layers: vec![],

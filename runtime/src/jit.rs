@@ -165,7 +165,7 @@ impl JitModel {
         let mut arenas = self.arenas.lock().unwrap_or_else(|e| e.into_inner());
         arenas.resize_with(input.n, Vec::new);
         for a in arenas.iter_mut() {
-            a.resize(self.program.arena_len, 0.0);
+            a.resize(self.code.buffer_lens().1, 0.0);
         }
         for (i, kernels) in self.layer_kernels.iter().enumerate() {
             let start = Instant::now();

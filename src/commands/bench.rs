@@ -26,6 +26,8 @@ pub struct Args {
     /// Print JSON: {"median_ms","min_ms","max_ms","layers":[...],...}.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub act: super::act::ActArgs,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -53,11 +55,20 @@ fn peak_rss_bytes() -> Option<u64> {
 pub fn run(a: Args) -> anyhow::Result<()> {
     let graph = super::load_model_or_random(&a.cfg, &a.weights)?;
     let threads = super::threads(a.threads);
-    let engine = Engine::new(&graph, a.backend, threads)?;
+    let scales = a.act.scales(&graph, graph.net.letter_box, threads)?;
+    let engine = Engine::new(&graph, a.backend, threads, scales.as_ref())?;
     // A fixed pseudo-random input in 0..1, like a normalised image.
     let shape = graph.input_shape();
     let data = (0..shape.numel()).map(|i| ((i as u64 * 2654435761) % 1000) as f32 / 1000.0).collect();
     let input = Tensor::from_vec(1, shape, data);
+    // W2A8: how far the heads are from the float path's, on the bench input
+    let agreement = match &scales {
+        Some(_) => {
+            let float = Engine::new(&graph, Backend::Reference, threads, None)?.run(&input, |_| {})?;
+            super::act::head_agreement(&engine.run(&input, |_| {})?, &float)
+        }
+        None => Vec::new(),
+    };
 
     let n = graph.num_layers();
     let iters = a.iters.max(1);
@@ -96,6 +107,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     if a.json {
         let v = json!({
             "model": graph.name, "backend": backend, "threads": threads, "iters": iters,
+            "act": format!("{:?}", a.act.act).to_lowercase(),
+            "int8_layers": scales.as_ref().map_or(0, |s| s.quantized().count()),
+            "head_rel_err_vs_f32": agreement.iter().map(|&(l, e)| json!({"layer": l, "rel_err": e})).collect::<Vec<_>>(),
             "median_ms": med, "min_ms": min, "max_ms": max,
             "gflops_per_s": graph.total_bflops() / (med / 1e3),
             "peak_rss_bytes": peak_rss_bytes(),
@@ -105,7 +119,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        println!("{}: {} backend, {threads} threads, {iters} runs", graph.name, backend);
+        let act = match &scales {
+            Some(s) => format!(", W2A8 ({} int8 layers)", s.quantized().count()),
+            None => String::new(),
+        };
+        println!("{}: {} backend{act}, {threads} threads, {iters} runs", graph.name, backend);
         println!("{:>5}  {:<14} {:>10} {:>8}", "layer", "type", "median ms", "GFLOP/s");
         for l in &layers {
             let (t, bf) = (l["median_ms"].as_f64().unwrap_or(0.0), l["bflops"].as_f64().unwrap_or(0.0));
@@ -116,6 +134,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             "median {med:.2} ms, min {min:.2} ms, max {max:.2} ms ({:.1} GFLOP/s)",
             graph.total_bflops() / (med / 1e3),
         );
+        for (l, e) in &agreement {
+            println!("head {l}: W2A8 vs float32 max difference {:.2}% of its largest value", 100.0 * e);
+        }
         if let Some(t) = engine.compile_time() {
             println!("compile {:.0} ms", ms(t));
         }

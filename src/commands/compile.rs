@@ -75,6 +75,8 @@ pub struct Args {
     /// the object targets, packed for c, opencl and hls.
     #[arg(long, value_enum, value_name = "FORM")]
     pub weights_form: Option<WeightsForm>,
+    #[command(flatten)]
+    pub act: super::act::ActArgs,
     /// Output prefix: writes PREFIX.o and PREFIX.h (PREFIX.c and PREFIX.h for --target c;
     /// also PREFIX.cl for opencl).
     #[arg(short, long, value_name = "PREFIX")]
@@ -124,9 +126,14 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     // the portable targets keep ternary weights as 2-bit codes, read without multiplies
     let form =
         a.weights_form.unwrap_or(if a.target.is_object() { WeightsForm::Table } else { WeightsForm::Packed });
-    let opts = match form {
-        WeightsForm::Table => LowerOptions::default(),
-        WeightsForm::Packed => LowerOptions { ternary: TernaryKernel::Packed, ..LowerOptions::default() },
+    let scales = a.act.scales(&graph, graph.net.letter_box, super::threads(None))?;
+    let opts = LowerOptions {
+        ternary: match form {
+            WeightsForm::Table => TernaryKernel::Auto,
+            WeightsForm::Packed => TernaryKernel::Packed,
+        },
+        act_steps: scales.map(|s| s.steps).unwrap_or_default(),
+        ..LowerOptions::default()
     };
     let program = lower(&prepared, &opts).map_err(bad_model)?;
     let heads = llvm::detect_heads(&graph).map_err(bad_model)?;

@@ -88,12 +88,12 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     );
 
     let t = Instant::now();
-    let jit = Engine::new(&graph, Backend::Jit, threads)?;
+    let jit = Engine::new(&graph, Backend::Jit, threads, None)?;
     println!(
         "JIT: compiled to multiply-free native kernels in {:.1} ms ({threads} threads)",
         ms(jit.compile_time().unwrap_or(t.elapsed()))
     );
-    let reference = Engine::new(&graph, Backend::Reference, threads)?;
+    let reference = Engine::new(&graph, Backend::Reference, threads, None)?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
 
     let (mut jit_times, mut ref_times) = (Vec::new(), Vec::new());

@@ -44,6 +44,8 @@ pub struct Args {
     pub threads: Option<usize>,
     #[arg(long, value_enum, default_value_t = Backend::Reference)]
     pub backend: Backend,
+    #[command(flatten)]
+    pub act: super::act::ActArgs,
 }
 
 fn read_list(path: &Path) -> Result<Vec<PathBuf>, InputError> {
@@ -121,7 +123,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let letterbox = a.letterbox || graph.net.letter_box;
-    let engine = Engine::new(&graph, a.backend, super::threads(a.threads))?;
+    let threads = super::threads(a.threads);
+    let scales = a.act.scales(&graph, letterbox, threads)?;
+    let engine = Engine::new(&graph, a.backend, threads, scales.as_ref())?;
     let mut results = Vec::new();
     for path in &images {
         let im = image::load(path)?;

@@ -44,6 +44,8 @@ pub struct Args {
     pub threads: Option<usize>,
     #[arg(long, value_enum, default_value_t = Backend::Reference)]
     pub backend: Backend,
+    #[command(flatten)]
+    pub act: super::act::ActArgs,
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
@@ -84,7 +86,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         return Err(InputError::whole(&a.data, "the valid list is empty: expected images to evaluate").into());
     }
     let letterbox = a.letterbox || graph.net.letter_box;
-    let engine = Engine::new(&graph, a.backend, super::threads(a.threads))?;
+    let threads = super::threads(a.threads);
+    let scales = a.act.scales(&graph, letterbox, threads)?;
+    let engine = Engine::new(&graph, a.backend, threads, scales.as_ref())?;
     let progress = std::io::stderr().is_terminal();
     let (mut all_dets, mut all_truths) = (Vec::new(), Vec::new());
     let (mut skipped, mut missing_labels) = (0usize, 0usize);

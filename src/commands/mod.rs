@@ -1,6 +1,7 @@
 //! One module per subcommand, plus what they share: loading a model with its
 //! weights and reporting warnings.
 
+pub mod act;
 pub mod bench;
 pub mod compile;
 pub mod dataset;
@@ -71,11 +72,27 @@ pub enum Engine<'g> {
 }
 
 impl<'g> Engine<'g> {
-    pub fn new(graph: &'g Graph, backend: Backend, threads: usize) -> anyhow::Result<Self> {
+    /// `act`: int8 steps for W2A8 (the reference then runs the same quantization).
+    pub fn new(
+        graph: &'g Graph,
+        backend: Backend,
+        threads: usize,
+        act: Option<&ternc_runtime::quant::ActScales>,
+    ) -> anyhow::Result<Self> {
         Ok(match backend {
-            Backend::Reference => Engine::Reference(ternc_runtime::Reference::new(graph, threads)?),
+            Backend::Reference => {
+                let r = ternc_runtime::Reference::new(graph, threads)?;
+                Engine::Reference(match act {
+                    Some(a) => r.with_act_scales(a.clone()),
+                    None => r,
+                })
+            }
             Backend::Jit => {
-                let model = ternc_runtime::jit::JitModel::compile(graph)
+                let opts = ternc_codegen::LowerOptions {
+                    act_steps: act.map(|a| a.steps.clone()).unwrap_or_default(),
+                    ..Default::default()
+                };
+                let model = ternc_runtime::jit::JitModel::compile_with(graph, &opts)
                     .and_then(|m| m.with_threads(threads))
                     .map_err(|e| anyhow::anyhow!("the jit backend cannot compile {}: {e}", graph.name))?;
                 Engine::Jit(Box::new(model))
@@ -114,7 +131,7 @@ impl<'g> Engine<'g> {
     pub fn activation_bytes(&self) -> usize {
         match self {
             Engine::Reference(r) => r.peak_live_bytes(),
-            Engine::Jit(j) => 4 * j.program().arena_len,
+            Engine::Jit(j) => j.program().workspace_bytes(),
         }
     }
 

@@ -28,6 +28,8 @@ pub struct Args {
     /// Worker threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    #[command(flatten)]
+    pub act: super::act::ActArgs,
 }
 
 /// The network input from an image or a .npy file.
@@ -88,7 +90,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let graph = super::load_model_or_random(&a.cfg, &a.weights)?;
     let input = load_input(&a.input, &graph, a.letterbox)?;
     let threads = super::threads(a.threads);
-    let engine = Engine::new(&graph, a.backend, threads)?;
+    let letterbox = a.letterbox || graph.net.letter_box;
+    let scales = a.act.scales(&graph, letterbox, threads)?;
+    let engine = Engine::new(&graph, a.backend, threads, scales.as_ref())?;
     if let Some(dir) = &a.dump {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
@@ -107,6 +111,15 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     }
     for (layer, t) in &heads {
         println!("{}", summary(*layer, &graph, t));
+    }
+    if scales.is_some() {
+        let float = Engine::new(&graph, super::Backend::Reference, threads, None)?.run(&input, |_| {})?;
+        for (layer, e) in super::act::head_agreement(&heads, &float) {
+            println!(
+                "layer {layer:3} W2A8 vs float32: max difference {:.2}% of the head's largest value",
+                100.0 * e
+            );
+        }
     }
     if let Some(dir) = &a.dump {
         eprintln!("wrote {} layer outputs to {}", graph.num_layers(), dir.display());

@@ -526,7 +526,7 @@ fn evaluate_valid(
     if ds.valid.is_empty() {
         return Ok(None);
     }
-    let engine = Engine::new(graph, Backend::Reference, threads)?;
+    let engine = Engine::new(graph, Backend::Reference, threads, None)?;
     let letterbox = graph.net.letter_box;
     let (mut dets, mut truths, mut skipped) = (Vec::new(), Vec::new(), 0usize);
     for s in &ds.valid {

@@ -21,6 +21,16 @@ impl Lowerer<'_> {
         }
         check_activation(cv.activation).map_err(|w| self.unsupported(i, w))?;
         let (ep, codes) = epilogue_and_codes(p, rows, cv.ternary, cv.activation);
+        if let (Some(codes), Some(step)) = (&codes, self.act_step(i)) {
+            let xq = self.quantize(i, x, [cv.pad; 4], step);
+            let geo = ConvGeo::new(cv, xq, out, &self.opts.for_int8());
+            let ep = Epilogue { scale: ep.scale.iter().map(|s| s * step).collect(), ..ep };
+            match self.opts.ternary {
+                TernaryKernel::Packed => self.conv_packed_i8(i, &geo, codes, &ep),
+                _ => self.conv_table_i8(i, &geo, codes, &ep),
+            }
+            return Ok(());
+        }
         let x = if cv.pad > 0 { self.pad(i, x, [cv.pad; 4], 0.0) } else { x };
         let geo = ConvGeo::new(cv, x, out, self.opts);
         match codes {
@@ -383,30 +393,30 @@ impl Lowerer<'_> {
 /// One tile: `rows` output rows of `n` pixels.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Tile {
-    n: usize,
-    rows: usize,
+    pub(super) n: usize,
+    pub(super) rows: usize,
 }
 
 /// The locals every convolution kernel uses.
 pub(super) struct Regs {
     /// Scalar accumulators, `[row][pixel]`.
-    acc: Vec<Vec<Local>>,
+    pub(super) acc: Vec<Vec<Local>>,
     /// Vector accumulators, `[row][4 pixels]` (with vectors on).
-    vacc: Vec<Vec<Local>>,
+    pub(super) vacc: Vec<Vec<Local>>,
     /// Loaded input (scalar and vector).
-    x: Local,
-    vx: Local,
+    pub(super) x: Local,
+    pub(super) vx: Local,
     /// A float weight, and splatted (also a scratch vector in the epilogue).
-    w: Local,
-    vw: Local,
+    pub(super) w: Local,
+    pub(super) vw: Local,
     /// The epilogue's scale and bias, splatted, and a scratch vector.
-    vs: Local,
-    vb: Local,
-    vc: Local,
-    v: Local,
-    t: Local,
-    s: Local,
-    b: Local,
+    pub(super) vs: Local,
+    pub(super) vb: Local,
+    pub(super) vc: Local,
+    pub(super) v: Local,
+    pub(super) t: Local,
+    pub(super) s: Local,
+    pub(super) b: Local,
 }
 
 impl Regs {
@@ -569,23 +579,23 @@ impl Regs {
 /// The constants of one convolution over its (padded) input.
 #[derive(Clone)]
 pub(super) struct ConvGeo {
-    x: Map,
-    out: Map,
-    k: usize,
-    dilation: usize,
-    sx: usize,
-    sy: usize,
-    groups: usize,
-    cin: usize,
-    coutg: usize,
+    pub(super) x: Map,
+    pub(super) out: Map,
+    pub(super) k: usize,
+    pub(super) dilation: usize,
+    pub(super) sx: usize,
+    pub(super) sy: usize,
+    pub(super) groups: usize,
+    pub(super) cin: usize,
+    pub(super) coutg: usize,
     /// Weights per output channel, `cin·k·k`.
-    kk: usize,
+    pub(super) kk: usize,
     /// Pixels and rows of a full tile.
-    tile: usize,
-    rows: usize,
+    pub(super) tile: usize,
+    pub(super) rows: usize,
     /// Accumulate in f32x4 (stride 1 only).
-    vectors: bool,
-    channel_outer: bool,
+    pub(super) vectors: bool,
+    pub(super) channel_outer: bool,
     /// Input channels a ternary table kernel sums before it moves to the next output
     /// channel (`cin`: all at once). See [`LowerOptions::chunk_bytes`].
     pub(super) kchunk: usize,

@@ -513,7 +513,15 @@ impl Lowerer<'_> {
         if p.weights.len() != rows * n || p.biases.len() != rows {
             return Err(CodegenError::MissingParams { layer: i, kind, what: "weights of the right size" });
         }
-        let (Epilogue { scale, bias, .. }, codes) = epilogue_and_codes(p, rows, c.ternary, c.activation);
+        let (Epilogue { mut scale, bias, .. }, codes) = epilogue_and_codes(p, rows, c.ternary, c.activation);
+        // W2A8: sum the int8 input in i32, the step joins the scale
+        let x = match self.act_step(i).filter(|_| codes.is_some()) {
+            Some(step) => {
+                scale.iter_mut().for_each(|s| *s *= step);
+                self.quantize(i, x, [0; 4], step)
+            }
+            None => x,
+        };
         if codes.as_ref().is_some_and(|t| t.len() != rows * n) {
             return Err(CodegenError::MissingParams {
                 layer: i,
@@ -524,7 +532,11 @@ impl Lowerer<'_> {
         let scale_t = (!scale.iter().all(|&s| s == 1.0))
             .then(|| self.table(format!("connected{i}.scale"), ConstData::F32(scale)));
         let bias_t = self.table(format!("connected{i}.bias"), ConstData::F32(bias));
-        let name = if codes.is_some() { "ternary" } else { "float" };
+        let name = match (&codes, x.buf) {
+            (Some(_), Buf::Q8) => "ternary int8",
+            (Some(_), _) => "ternary",
+            (None, _) => "float",
+        };
         let mut kb = KernelBuilder::new(format!("connected {i} {name}"), Some(i));
         let (acc, v, t) = (kb.local(Ty::F32), kb.local(Ty::F32), kb.local(Ty::F32));
         match codes {
@@ -574,18 +586,27 @@ impl Lowerer<'_> {
                 let bt = self.table(format!("connected{i}.bounds"), ConstData::I32(bounds));
                 let (b0, b1, b2, d) =
                     (kb.local(Ty::I32), kb.local(Ty::I32), kb.local(Ty::I32), kb.local(Ty::I32));
+                let int8 = x.buf == Buf::Q8;
+                let (iacc, q) = (kb.local(Ty::I32), kb.local(Ty::I32));
                 kb.for_range(0, idx(rows), 1, "o", |kb, o| {
                     let at = o.scaled(3);
                     kb.load(b0, bt, at.clone());
                     kb.load(b1, bt, at.add(1));
                     kb.load(b2, bt, at.add(2));
-                    kb.assign(acc, Expr::Copy(Operand::F32(0.0)));
+                    let (sum, x_, zero) = match int8 {
+                        true => (iacc, q, Operand::I32(0)),
+                        false => (acc, v, Operand::F32(0.0)),
+                    };
+                    kb.assign(sum, Expr::Copy(zero));
                     for (lo, hi, op) in [(b0, b1, BinOp::Add), (b1, b2, BinOp::Sub)] {
                         kb.for_table(lo, hi, "tap", |kb, j| {
                             kb.load(d, tt, Index::var(j));
-                            kb.load(v, x.buf, Index::at(x.off).dynamic(d));
-                            kb.binary(acc, op, acc, v);
+                            kb.load(x_, x.buf, Index::at(x.off).dynamic(d));
+                            kb.binary(sum, op, sum, x_);
                         });
+                    }
+                    if int8 {
+                        kb.assign(acc, Expr::Convert(iacc.into()));
                     }
                     connected_epilogue(kb, acc, v, t, &o, scale_t, bias_t, c.activation, out);
                 });

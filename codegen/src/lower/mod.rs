@@ -65,6 +65,7 @@ use crate::CodegenError;
 
 mod activation;
 mod conv;
+pub mod int8;
 mod layers;
 
 use activation::*;
@@ -105,6 +106,12 @@ pub struct LowerOptions {
     /// Ternary table kernels sum the input channels in chunks whose reads fit in this
     /// many bytes (about half of L1), storing partial sums in between (`0`: no chunks).
     pub chunk_bytes: usize,
+    /// W2A8: per layer, the quantization step of its input (`ternc_runtime::quant`);
+    /// the ternary layers with a step take int8 inputs (see [`int8`]). Empty: float
+    /// activations everywhere (W2A32).
+    pub act_steps: Vec<Option<f32>>,
+    /// Output pixels an int8 ternary kernel computes together along a row.
+    pub tile_i8: usize,
 }
 
 impl Default for LowerOptions {
@@ -117,6 +124,8 @@ impl Default for LowerOptions {
             unroll_max_taps: 128,
             channel_outer_max_bytes: 512 << 10,
             chunk_bytes: 16 << 10,
+            act_steps: Vec::new(),
+            tile_i8: 16,
         }
     }
 }
@@ -147,8 +156,13 @@ pub fn prepare(graph: &Graph) -> Result<Graph, CodegenError> {
 /// Lowers `graph` (best after [`prepare`]; unfolded batchnorm still works, as a
 /// per-channel epilogue) into a verified [`Program`].
 pub fn lower(graph: &Graph, opts: &LowerOptions) -> Result<Program, CodegenError> {
-    if opts.tile == 0 {
+    if opts.tile == 0 || opts.tile_i8 == 0 {
         return Err(CodegenError::Invalid("tile must be at least 1".into()));
+    }
+    if let Some((i, s)) = opts.act_steps.iter().enumerate().find_map(|(i, s)| s.map(|s| (i, s))) {
+        if !(s.is_finite() && s > 0.0) || opts.act_steps.len() > graph.num_layers() {
+            return Err(CodegenError::Invalid(format!("bad int8 step {s} for layer {i}")));
+        }
     }
     let plan = memory::run(graph, 4);
     plan.validate(graph).map_err(CodegenError::Invalid)?;
@@ -161,6 +175,7 @@ pub fn lower(graph: &Graph, opts: &LowerOptions) -> Result<Program, CodegenError
         kernels: Vec::new(),
         scratch_off: plan_len,
         scratch_len: 0,
+        q8_len: 0,
     };
     let mut layers = Vec::with_capacity(graph.num_layers());
     for i in 0..graph.num_layers() {
@@ -195,6 +210,7 @@ pub fn lower(graph: &Graph, opts: &LowerOptions) -> Result<Program, CodegenError
         input_shape: graph.input_shape().to_array(),
         arena_len: plan_len + l.scratch_len,
         plan_len,
+        q8_len: l.q8_len,
         consts: l.consts,
         kernels: l.kernels,
         layers,
@@ -236,6 +252,8 @@ struct Lowerer<'a> {
     /// Floats: where the scratch area starts, and how much of it is used.
     scratch_off: usize,
     scratch_len: usize,
+    /// Bytes of `q8` used (every int8 layer's input starts at 0).
+    q8_len: usize,
 }
 
 /// Per-channel epilogue `y = act(s·acc + b)`.

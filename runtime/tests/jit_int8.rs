@@ -1,0 +1,204 @@
+//! W2A8 in the JIT: int8 activations into the ternary layers (`--act i8`) against the
+//! reference interpreter running the same quantization (`Reference::with_act_scales`),
+//! layer by layer, on hand-written cfgs over the kernels' edge cases and on the
+//! shared detector cfgs at small sizes.
+//!
+//! Both compute the same integers, so they agree to float rounding (~1e-6), except
+//! where a value lands within rounding noise of a quantization boundary (`x/s` at
+//! `k + 0.5`) and the two sides round it to neighbouring codes: one step in one input
+//! element. The tolerance allows a few such steps; a wrong tap, scale or segment
+//! is off by far more.
+
+use std::path::{Path, PathBuf};
+
+use ternc_codegen::{LowerOptions, TernaryKernel};
+use ternc_frontend::{init::init, parse_cfg_text};
+use ternc_ir::Graph;
+use ternc_passes::spec::Spec;
+use ternc_passes::ternarize::{self, Scope};
+use ternc_runtime::jit::JitModel;
+use ternc_runtime::quant::{self, ActScales};
+use ternc_runtime::{Reference, Tensor};
+
+fn graph(name: &str, text: &str, seed: u64) -> Graph {
+    let mut g = parse_cfg_text(Path::new(name), text).unwrap_or_else(|e| panic!("{e}\n{text}")).graph;
+    g.params = init(&g, seed);
+    g
+}
+
+fn model(file: &str, size: usize) -> Graph {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models").join(file);
+    let text = ternc_frontend::with_input_size(&std::fs::read_to_string(&path).unwrap(), size, size);
+    graph(file, &text, 7)
+}
+
+fn ternarized(mut g: Graph, scope: Scope) -> Graph {
+    let sel = Spec::parse("all").unwrap().select(&g).unwrap();
+    ternarize::run(&mut g, &sel, scope, 0.7).unwrap();
+    ternc_passes::fold::run(&mut g).unwrap();
+    g
+}
+
+/// max |a − b| / max |b| (b the reference).
+fn rel_err(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    if a.iter().any(|v| !v.is_finite()) {
+        return f64::INFINITY;
+    }
+    let scale = b.iter().fold(0f64, |m, &v| m.max(v.abs() as f64)).max(1e-30);
+    let diff = a.iter().zip(b).fold(0f64, |m, (&x, &y)| m.max((x as f64 - y as f64).abs()));
+    diff / scale
+}
+
+/// Calibrates on two random inputs, runs a third through both, compares every layer
+/// within `tol`; returns the worst layer error.
+fn compare(what: &str, g: &Graph, opts: &LowerOptions, tol: f64) -> f64 {
+    let scales: ActScales = quant::calibrate(g, &quant::random_inputs(g, 2, 5), 1).unwrap();
+    assert!(scales.quantized().count() > 0, "{what}: nothing quantized");
+    let x: Tensor = quant::random_inputs(g, 1, 77).remove(0);
+    let mut want = Vec::new();
+    let reference = Reference::new(g, 1).unwrap().with_act_scales(scales.clone());
+    reference.run(&x, |d| want.push(d.output.clone())).unwrap();
+    let opts = LowerOptions { act_steps: scales.steps.clone(), ..opts.clone() };
+    let jit = JitModel::compile_with(g, &opts).unwrap_or_else(|e| panic!("{what}: {e}"));
+    let int8_kernels = jit.program().kernels.iter().filter(|k| k.name.contains("int8")).count();
+    assert_eq!(int8_kernels, scales.quantized().count(), "{what}: one int8 kernel per quantized layer");
+    let mut got = Vec::new();
+    let heads = jit.run_with(&x, |d| got.push(d.output.clone())).unwrap();
+    let mut worst = 0f64;
+    for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+        let e = rel_err(&a.data, &b.data);
+        assert!(e <= tol, "{what}: layer {i} ({}) differs by {e:.3e} relative", g.layer(i).op.type_name());
+        worst = worst.max(e);
+    }
+    assert_eq!(jit.run(&x).unwrap(), heads, "{what}: second run");
+    worst
+}
+
+/// As the float path's differential tests: the sums are the same integers.
+const TOL: f64 = 1e-4;
+
+fn net(w: usize, h: usize, c: usize, body: &str) -> String {
+    format!("[net]\nwidth={w}\nheight={h}\nchannels={c}\n\n{body}")
+}
+
+fn conv(filters: usize, size: usize, stride: usize, pad: usize, extra: &str) -> String {
+    format!(
+        "[convolutional]\nbatch_normalize=1\nfilters={filters}\nsize={size}\nstride={stride}\n\
+         pad={pad}\n{extra}\n"
+    )
+}
+
+#[test]
+fn int8_kernel_edge_cases() {
+    let cases: Vec<(&str, String)> = vec![
+        (
+            "odd sizes, 3x3 pad 1, channels not a multiple of 4",
+            net(
+                29,
+                11,
+                3,
+                &[conv(5, 3, 1, 1, "activation=leaky"), conv(7, 3, 1, 1, "activation=logistic")].concat(),
+            ),
+        ),
+        (
+            "1x1 and stride 2",
+            net(
+                15,
+                9,
+                5,
+                &[
+                    conv(6, 1, 1, 1, "activation=relu"),
+                    conv(3, 3, 2, 1, "activation=leaky"),
+                    conv(4, 1, 2, 0, "activation=logistic"),
+                ]
+                .concat(),
+            ),
+        ),
+        (
+            "no padding, 5x5, stride 3, dilation 2",
+            net(
+                17,
+                14,
+                2,
+                &[conv(3, 5, 3, 0, "activation=leaky"), conv(4, 3, 1, 1, "dilation=2\nactivation=relu6")]
+                    .concat(),
+            ),
+        ),
+        (
+            "groups and depthwise",
+            net(
+                19,
+                10,
+                6,
+                &[
+                    conv(4, 3, 1, 1, "groups=2\nactivation=leaky"),
+                    conv(4, 3, 2, 1, "groups=4\nactivation=relu6"),
+                    conv(8, 1, 1, 0, "groups=2\nactivation=hardtan"),
+                ]
+                .concat(),
+            ),
+        ),
+        (
+            // 96·9 = 864 taps a channel, about 500 nonzero: two or three i16 segments
+            "wide fan-in: several segments",
+            net(
+                21,
+                9,
+                3,
+                &[conv(96, 3, 1, 1, "activation=leaky"), conv(5, 3, 1, 1, "activation=linear")].concat(),
+            ),
+        ),
+        (
+            "connected",
+            net(
+                5,
+                4,
+                3,
+                &[conv(4, 3, 1, 1, "activation=leaky"), "[connected]\noutput=7\nactivation=leaky\n\n".into()]
+                    .concat(),
+            ),
+        ),
+    ];
+    for (what, text) in &cases {
+        let g = ternarized(graph("edge.cfg", text, 11), Scope::Channel);
+        if what.contains("segments") {
+            let p = JitModel::compile_with(
+                &g,
+                &LowerOptions { act_steps: vec![Some(0.01); 2], ..Default::default() },
+            );
+            let names: Vec<String> = p.unwrap().program().kernels.iter().map(|k| k.name.clone()).collect();
+            assert!(names.iter().any(|n| n.contains("int8, 2 segments")), "{names:?}");
+        }
+        for (tile_i8, vectors, tile_rows) in
+            [(16, true, 0), (24, true, 3), (8, true, 1), (12, true, 0), (8, false, 2)]
+        {
+            for form in [TernaryKernel::Table, TernaryKernel::Packed] {
+                let opts = LowerOptions { tile_i8, vectors, tile_rows, ternary: form, ..Default::default() };
+                let e =
+                    compare(&format!("{what}, {form:?}, tile {tile_i8}, vectors {vectors}"), &g, &opts, TOL);
+                eprintln!("{what}, {form:?}, tile {tile_i8}, vectors {vectors}: {e:.2e}");
+            }
+        }
+    }
+}
+
+#[test]
+fn int8_detectors() {
+    for (file, size) in [
+        ("darknet/yolov3-tiny.cfg", 96),
+        ("darknet/yolov2-tiny-voc.cfg", 96),
+        ("darknet/yolov4-tiny.cfg", 96),
+    ] {
+        let g = ternarized(model(file, size), Scope::Layer);
+        for form in [TernaryKernel::Table, TernaryKernel::Packed] {
+            let e = compare(
+                &format!("{file} {form:?}"),
+                &g,
+                &LowerOptions { ternary: form, ..Default::default() },
+                TOL,
+            );
+            eprintln!("{file} {form:?}: {e:.2e}");
+        }
+    }
+}
