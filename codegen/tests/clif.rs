@@ -141,6 +141,37 @@ fn float_kernel_multiplies_in_its_tap_loop() {
     assert_eq!(stray_imuls(&c.optimized), 0);
 }
 
+/// W2A8: the int8 table kernel's tap loops load 8 sign-extended bytes and add or
+/// subtract `i16x8`s, nothing else; floats appear only when the segment's sums are
+/// flushed and in the epilogue.
+#[test]
+fn int8_table_kernel_accumulates_bytes_without_multiplies() {
+    let opts =
+        LowerOptions { ternary: TernaryKernel::Table, act_steps: vec![Some(0.02)], ..Default::default() };
+    let p = lower(&graph(true), &opts).unwrap();
+    let c = conv_kernel(&p, "conv 0 ternary table int8");
+    for (when, loops) in [("emitted", &c.innermost_loops), ("optimized", &c.innermost_loops_optimized)] {
+        assert!(!loops.is_empty(), "{when}");
+        for ops in loops {
+            assert!(
+                !ops.iter().any(|o| o.contains("mul") || o.starts_with('f')),
+                "{when}: a multiply or float op in an accumulation loop: {ops:?}"
+            );
+            assert!(ops.iter().any(|o| o == "sload8x8"), "{when}: {ops:?}");
+            assert!(ops.iter().any(|o| o == "iadd" || o == "isub"), "{when}: {ops:?}");
+        }
+        assert!(loops.iter().any(|ops| ops.iter().any(|o| o == "isub")));
+    }
+    // one float multiply per output, in the epilogue
+    assert_eq!(count(&c.clif, "fmul"), count(&c.clif, "store"), "{}", c.clif);
+    assert_eq!(stray_imuls(&c.clif) + stray_imuls(&c.optimized), 0);
+    // the quantize kernel before it rounds half to even and saturates in float
+    let q = conv_kernel(&p, "quantize 0, step 0.02");
+    for op in ["nearest", "fmax", "fmin", "fcvt_to_sint_sat", "istore8"] {
+        assert!(count(&q.clif, op) > 0, "{op}:\n{}", q.clif);
+    }
+}
+
 /// Prints a ternary table kernel's CLIF and machine code (for reading, not a check):
 /// `cargo test -p ternc-codegen --test clif -- --ignored --nocapture`.
 #[test]
