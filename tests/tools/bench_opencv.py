@@ -26,6 +26,10 @@ OpenCV median ms, ratio ternc/OpenCV (> 1: ternc is slower), plus min/max,
 and the 1-minute load average before and after (timings are only meaningful
 when it is below the thread count's worth of other work).
 
+Engines: reference (the interpreter, float weights), jit-f32 (the JIT, float
+weights), jit-w2a32 (the JIT, ternary weights, float activations), jit-w2a8
+(the JIT, ternary weights, int8 activations: `--act i8`).
+
 Usage (from the repository root, after `cargo build --release`):
     python3 tests/tools/bench_opencv.py
     python3 tests/tools/bench_opencv.py --models yolov3-tiny --iters 20 --threads 2
@@ -126,6 +130,8 @@ ENGINES = {
     "reference": ("float", ["--backend", "reference"]),
     "jit-f32": ("float", ["--backend", "jit"]),
     "jit-w2a32": ("ternary", ["--backend", "jit"]),
+    # int8 activations into every ternary layer, calibrated on 4 random inputs
+    "jit-w2a8": ("ternary", ["--backend", "jit", "--act", "i8"]),
 }
 
 
@@ -143,8 +149,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", nargs="+", default=["yolov3-tiny", "yolov4-tiny", "yolov3-voc"],
                     help="model names under models/darknet (or cfg paths); default yolov3-tiny yolov4-tiny yolov3-voc")
-    ap.add_argument("--engines", nargs="+", default=["jit-w2a32", "reference"], choices=sorted(ENGINES),
-                    help="ternc engines to time (default jit-w2a32 reference)")
+    ap.add_argument("--engines", nargs="+", default=["jit-w2a8", "jit-w2a32", "reference"],
+                    choices=sorted(ENGINES), help="ternc engines to time (default jit-w2a8 jit-w2a32 reference)")
     ap.add_argument("--size", type=int, default=416, help="network width=height (default 416)")
     ap.add_argument("--threads", type=int, default=2, help="threads for both engines (default 2)")
     ap.add_argument("--iters", type=int, default=20, help="timed runs per engine (default 20)")
