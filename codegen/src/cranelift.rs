@@ -92,15 +92,17 @@ struct Line([u8; 64]);
 impl ConstBlob {
     fn new(program: &Program) -> ConstBlob {
         let mut offsets = Vec::with_capacity(program.consts.len());
-        let mut bytes: Vec<u8> = Vec::with_capacity(program.const_bytes() + 64 * program.consts.len());
+        let mut len = 0;
         for t in &program.consts {
-            offsets.push(bytes.len());
-            bytes.extend(t.data.to_le_bytes());
-            bytes.resize(bytes.len().div_ceil(64) * 64, 0);
+            offsets.push(len);
+            len += (t.data.len() * t.data.elem().bytes()).div_ceil(64) * 64;
         }
-        let mut lines = vec![Line([0; 64]); bytes.len() / 64];
-        for (l, chunk) in lines.iter_mut().zip(bytes.chunks(64)) {
-            l.0.copy_from_slice(chunk);
+        let mut lines = vec![Line([0; 64]); len / 64];
+        // SAFETY: `Line` is `repr(C)` around `[u8; 64]`: the lines are `64·n`
+        // initialised bytes, borrowed mutably and exclusively here.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(lines.as_mut_ptr().cast::<u8>(), len) };
+        for (t, &at) in program.consts.iter().zip(&offsets) {
+            t.data.write_le(&mut bytes[at..at + t.data.len() * t.data.elem().bytes()]);
         }
         ConstBlob { lines, offsets }
     }

@@ -172,13 +172,23 @@ impl ConstData {
     }
     /// The table as little-endian bytes (what a backend embeds).
     pub fn to_le_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.len() * self.elem().bytes());
-        match self {
-            ConstData::F32(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-            ConstData::I32(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-            ConstData::U8(v) => out.extend_from_slice(v),
-        }
+        let mut out = vec![0; self.len() * self.elem().bytes()];
+        self.write_le(&mut out);
         out
+    }
+
+    /// Writes the table as little-endian bytes into `out` (`len · elem bytes` long):
+    /// no intermediate copy, for the 100+ MiB tables of large models.
+    pub fn write_le(&self, out: &mut [u8]) {
+        match self {
+            ConstData::F32(v) => {
+                out.chunks_exact_mut(4).zip(v).for_each(|(o, x)| o.copy_from_slice(&x.to_le_bytes()))
+            }
+            ConstData::I32(v) => {
+                out.chunks_exact_mut(4).zip(v).for_each(|(o, x)| o.copy_from_slice(&x.to_le_bytes()))
+            }
+            ConstData::U8(v) => out[..v.len()].copy_from_slice(v),
+        }
     }
     /// Smallest and largest value of an integer table (`None` for f32 or empty tables).
     pub fn int_range(&self) -> Option<(i64, i64)> {

@@ -29,20 +29,14 @@ pub fn twn(w: &[f32], threshold: f32) -> Ternary {
     let mean_abs = w.iter().map(|v| v.abs() as f64).sum::<f64>() / w.len() as f64;
     let delta = (threshold as f64 * mean_abs) as f32;
     let (mut sum, mut count) = (0.0f64, 0usize);
+    // branch-free: the signs of random weights defeat a branch predictor
     let codes = w
         .iter()
         .map(|&v| {
-            if v.abs() > delta {
-                sum += v.abs() as f64;
-                count += 1;
-                if v > 0.0 {
-                    1
-                } else {
-                    -1
-                }
-            } else {
-                0
-            }
+            let kept = v.abs() > delta;
+            sum += if kept { v.abs() as f64 } else { 0.0 };
+            count += kept as usize;
+            (v > delta) as i8 - (v < -delta) as i8
         })
         .collect();
     let alpha = if count == 0 { 0.0 } else { (sum / count as f64) as f32 };

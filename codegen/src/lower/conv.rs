@@ -12,11 +12,11 @@ impl Lowerer<'_> {
         let p: &LayerParams = g
             .params
             .layer(i)
-            .filter(|p| !p.weights.is_empty())
+            .filter(|p| weight_count(p) > 0)
             .ok_or(CodegenError::MissingParams { layer: i, kind, what: "weights" })?;
         let rows = cv.filters;
         let kk = cv.fan_in(x.c);
-        if p.weights.len() != rows * kk || p.biases.len() != rows {
+        if weight_count(p) != rows * kk || p.biases.len() != rows {
             return Err(CodegenError::MissingParams { layer: i, kind, what: "weights of the right size" });
         }
         check_activation(cv.activation).map_err(|w| self.unsupported(i, w))?;

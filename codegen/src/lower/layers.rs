@@ -507,10 +507,10 @@ impl Lowerer<'_> {
         let p: &LayerParams = g
             .params
             .layer(i)
-            .filter(|p| !p.weights.is_empty())
+            .filter(|p| weight_count(p) > 0)
             .ok_or(CodegenError::MissingParams { layer: i, kind, what: "weights" })?;
         let (rows, n) = (c.output, x.numel());
-        if p.weights.len() != rows * n || p.biases.len() != rows {
+        if weight_count(p) != rows * n || p.biases.len() != rows {
             return Err(CodegenError::MissingParams { layer: i, kind, what: "weights of the right size" });
         }
         let (Epilogue { mut scale, bias, .. }, codes) = epilogue_and_codes(p, rows, c.ternary, c.activation);
