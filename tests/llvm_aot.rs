@@ -4,6 +4,10 @@
 //! output compared with the reference interpreter; `NAME_detect`'s boxes against
 //! `ternc_runtime::detect` on the reference outputs.
 //!
+//! The W2A8 variants (`--act i8`) run the reference with the act scales the CLI
+//! computes (the same ternarized graph calibrated on `quant::random_inputs(g, 4, 1)`),
+//! so both sides compute the same integer sums.
+//!
 //! Cross tools missing locally make the aarch64 tests skip with a message; with
 //! `TERNC_REQUIRE_CROSS=1` (set by `.ci/run`) they fail instead.
 
@@ -15,6 +19,7 @@ use ternc_frontend::{init::init, parse_cfg_text};
 use ternc_passes::spec::Spec;
 use ternc_passes::ternarize::{self, Scope};
 use ternc_passes::ternary::DEFAULT_THRESHOLD;
+use ternc_runtime::quant;
 use ternc_runtime::Reference;
 
 mod common;
@@ -81,8 +86,13 @@ fn cross_run_with(model: &str, size: usize, target: Target, thresh: f32, extra: 
         .arg(&prefix)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{what}: compile failed: {}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{what}: compile failed: {stderr}");
     eprintln!("{what}: {}", String::from_utf8_lossy(&out.stdout).trim());
+    let int8 = extra.windows(2).any(|w| w == ["--act", "i8"]);
+    if int8 {
+        assert!(stderr.contains("take int8 inputs"), "{what}: no int8 layers: {stderr}");
+    }
 
     // the reference on the same model
     let mut g = parse_cfg_text(Path::new(model), &text).unwrap().graph;
@@ -90,7 +100,15 @@ fn cross_run_with(model: &str, size: usize, target: Target, thresh: f32, extra: 
     let sel = Spec::parse("all").unwrap().select(&g).unwrap();
     ternarize::run(&mut g, &sel, Scope::Layer, DEFAULT_THRESHOLD).unwrap();
     let x = input(&g);
-    let heads = Reference::new(&g, 1).unwrap().run(&x, |_| {}).unwrap();
+    let mut reference = Reference::new(&g, 1).unwrap();
+    if int8 {
+        // as `ternc compile --act i8` without --calibrate (src/commands/act.rs)
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let scales = quant::calibrate(&g, &quant::random_inputs(&g, 4, 1), threads).unwrap();
+        assert!(scales.quantized().count() > 0, "{what}: nothing quantized");
+        reference = reference.with_act_scales(scales);
+    }
+    let heads = reference.run(&x, |_| {}).unwrap();
 
     let bin = dir.path().join("input.bin");
     std::fs::write(&bin, x.data.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
@@ -181,6 +199,35 @@ fn yolov3_tiny_aarch64() {
 #[test]
 fn yolov2_tiny_voc_aarch64() {
     cross_run("yolov2-tiny-voc.cfg", 96, Target::Aarch64, 0.02);
+}
+
+/// W2A8: int8 activations into every ternary layer, summed as i16/i32 vectors.
+const INT8: &[&str] = &["--act", "i8"];
+
+#[test]
+fn yolov3_tiny_host_int8() {
+    cross_run_with("yolov3-tiny.cfg", 64, Target::Host, 0.3, INT8);
+}
+
+#[test]
+fn yolov2_tiny_voc_host_int8() {
+    cross_run_with("yolov2-tiny-voc.cfg", 96, Target::Host, 0.02, INT8);
+}
+
+#[test]
+fn yolov3_tiny_aarch64_int8() {
+    cross_run_with("yolov3-tiny.cfg", 64, Target::Aarch64, 0.3, INT8);
+}
+
+#[test]
+fn yolov2_tiny_voc_aarch64_int8() {
+    cross_run_with("yolov2-tiny-voc.cfg", 96, Target::Aarch64, 0.02, INT8);
+}
+
+/// W2A8 with the 2-bit codes decoded while summing int8 activations.
+#[test]
+fn yolov3_tiny_host_int8_packed_weights() {
+    cross_run_with("yolov3-tiny.cfg", 64, Target::Host, 0.3, &["--act", "i8", "--weights-form", "packed"]);
 }
 
 #[test]

@@ -16,7 +16,8 @@
 //!   NAME_box *boxes, int max_boxes)`; see [`header`] for the C declarations.
 //!
 //! The workspace is the kernels' arena (the memory plan's layer outputs, then
-//! scratch), then, for `detect`, room for candidate boxes and their order. Nothing
+//! scratch), then the int8 activations `q8` at [`Program::q8_offset`] (W2A8 programs
+//! only), then, for `detect`, room for candidate boxes and their order. Nothing
 //! else is written: no globals, no allocation, so the functions are reentrant.
 //!
 //! # The translation
@@ -25,9 +26,15 @@
 //! values); an index `offset + Σ c·iN (+ %d)` is computed in `i64` and used by an
 //! in-bounds GEP on the buffer's element type; loops get a guard only when their
 //! bounds come from a table. `max`/`min` are `llvm.maxnum`/`llvm.minnum` (Rust's
-//! `f32::max`/`min`), floor is `llvm.floor`, and `expf`, `tanhf`, `log1pf` are calls to
-//! libm (which may differ from Rust's by an ulp). No fast-math flags: LLVM never
-//! reassociates or contracts, so sums are added in the program's order.
+//! `f32::max`/`min`), floor is `llvm.floor`, rint is `llvm.rint` (ties to even in the
+//! default rounding mode), and `expf`, `tanhf`, `log1pf` are calls to libm (which may
+//! differ from Rust's by an ulp). No fast-math flags: LLVM never reassociates or
+//! contracts, so sums are added in the program's order.
+//!
+//! Int8 activations: `q8` is the workspace's bytes from [`Program::q8_offset`]; a byte
+//! loads sign-extended, an `i32` stores its low byte; an `i16x8` load is
+//! `load <8 x i8>` (align 1) then `sext` (one `pmovsxbw` / `sshll`), `widen` a
+//! `shufflevector` of one half then `sext`, `convert` `sitofp` / `fptosi`.
 //!
 //! # Detection
 //!
@@ -50,7 +57,7 @@ use inkwell::passes::PassBuilderOptions;
 use inkwell::targets::{
     CodeModel, FileType, InitializationConfig, RelocMode, Target, TargetMachine, TargetTriple,
 };
-use inkwell::types::{BasicType, BasicTypeEnum};
+use inkwell::types::{BasicType, BasicTypeEnum, VectorType};
 use inkwell::values::{
     BasicMetadataValueEnum, BasicValue, BasicValueEnum, FloatValue, FunctionValue, IntValue, PointerValue,
 };
@@ -261,16 +268,18 @@ fn c_ident(s: &str) -> String {
     name
 }
 
-/// Workspace layout: arena bytes (rounded to 64), then the candidates
-/// (`6 × f32` each), then their order (`i32` each).
+/// Workspace layout: the kernels' workspace (the arena, then `q8`:
+/// [`Program::workspace_bytes`], rounded to 64), then the candidates (`6 × f32` each),
+/// then their order (`i32` each).
 pub(crate) struct Workspace {
+    /// Bytes of the arena and `q8`, rounded to 64: where the candidates start.
     pub(crate) arena_bytes: u64,
     pub(crate) candidates: u64,
 }
 
 impl Workspace {
     pub(crate) fn new(program: &Program, heads: &[DetectHead]) -> Workspace {
-        let arena_bytes = (program.arena_len as u64 * 4).div_ceil(64) * 64;
+        let arena_bytes = (program.workspace_bytes() as u64).div_ceil(64) * 64;
         let total: u64 = heads
             .iter()
             .map(|h| {
@@ -427,8 +436,7 @@ fn build_module<'ctx>(
         let elem: BasicTypeEnum = match t.data.elem() {
             Elem::F32 => f32t.into(),
             Elem::I32 => i32t.into(),
-            Elem::U8 => i8t.into(),
-            Elem::I8 => unimplemented!("TODO(int8)"),
+            Elem::U8 | Elem::I8 => i8t.into(),
         };
         let ptr = g.as_pointer_value().const_cast(elem.ptr_type(gen));
         tables.push(ptr);
@@ -544,6 +552,8 @@ struct KernelTx<'a, 'ctx> {
     vars: Vec<Option<IntValue<'ctx>>>,
     input: PointerValue<'ctx>,
     arena: PointerValue<'ctx>,
+    /// `q8`: the workspace's bytes from `Program::q8_offset` on.
+    q8: PointerValue<'ctx>,
 }
 
 impl<'a, 'ctx> KernelTx<'a, 'ctx> {
@@ -562,13 +572,19 @@ impl<'a, 'ctx> KernelTx<'a, 'ctx> {
                 Ty::F32 => cx.f32_type().into(),
                 Ty::I32 => cx.i32_type().into(),
                 Ty::F32x4 => cx.f32_type().vec_type(4).into(),
-                Ty::I16x8 | Ty::I32x4 => unimplemented!("TODO(int8)"),
+                Ty::I16x8 => cx.i16_type().vec_type(8).into(),
+                Ty::I32x4 => cx.i32_type().vec_type(4).into(),
             };
             locals.push(c.b.build_alloca(ty, &format!("l{i}")).or_err()?);
         }
         let counters = (0..kernel.vars)
             .map(|v| c.b.build_alloca(cx.i64_type(), &format!("i{v}")).or_err())
             .collect::<Result<_, _>>()?;
+        let i8p = cx.i8_type().ptr_type(AddressSpace::default());
+        let bytes = c.b.build_pointer_cast(param_ptr(f, 1), i8p, "ws").or_err()?;
+        let q8_offset = cx.i64_type().const_int(program.q8_offset() as u64, false);
+        // SAFETY (of the generated code): q8 lies inside the workspace (the API's size)
+        let q8 = unsafe { c.b.build_in_bounds_gep(bytes, &[q8_offset], "q8") }.or_err()?;
         let mut tx = KernelTx {
             c,
             program,
@@ -580,6 +596,7 @@ impl<'a, 'ctx> KernelTx<'a, 'ctx> {
             vars: vec![None; kernel.vars as usize],
             input: param_ptr(f, 0),
             arena: param_ptr(f, 1),
+            q8,
         };
         tx.block(&kernel.body)?;
         c.b.build_return(None).or_err()?;
@@ -606,21 +623,27 @@ impl<'a, 'ctx> KernelTx<'a, 'ctx> {
         for st in body {
             match st {
                 Stmt::Assign { dst, expr } => {
-                    let v = self.expr(expr)?;
+                    let v = self.expr(expr, self.kernel.locals[dst.0 as usize])?;
                     self.c.b.build_store(self.locals[dst.0 as usize], v).or_err()?;
                 }
                 Stmt::Store { buf, index, value } => {
-                    let v = self.operand(*value)?;
+                    let b = &self.c.b;
+                    let mut v = self.operand(*value)?;
                     let mut p = self.address(*buf, index)?;
-                    if self.ty(*value) == Ty::F32x4 {
-                        p = self
-                            .c
-                            .b
+                    let elem = self.program.buf_elem(*buf);
+                    if self.ty(*value).is_vector() {
+                        p = b
                             .build_pointer_cast(p, v.get_type().ptr_type(AddressSpace::default()), "")
                             .or_err()?;
+                    } else if elem.bytes() == 1 {
+                        // an i32 into q8: its low 8 bits
+                        v = b
+                            .build_int_truncate(v.into_int_value(), self.c.cx.i8_type(), "")
+                            .or_err()?
+                            .into();
                     }
-                    let st = self.c.b.build_store(p, v).or_err()?;
-                    st.set_alignment(4).or_err()?;
+                    let st = b.build_store(p, v).or_err()?;
+                    st.set_alignment(elem.bytes() as u32).or_err()?;
                 }
                 Stmt::Loop(l) => self.emit_loop(l)?,
             }
@@ -636,7 +659,7 @@ impl<'a, 'ctx> KernelTx<'a, 'ctx> {
             Buf::Input => self.input,
             Buf::Arena => self.arena,
             Buf::Const(t) => self.tables[t],
-            Buf::Q8 => unimplemented!("TODO(int8)"),
+            Buf::Q8 => self.q8,
         };
         let mut idx = i64t.const_int(index.offset as u64, true);
         for &(v, coeff) in &index.terms {
@@ -693,13 +716,40 @@ impl<'a, 'ctx> KernelTx<'a, 'ctx> {
         })
     }
 
-    fn expr(&mut self, e: &Expr) -> Result<BasicValueEnum<'ctx>, CodegenError> {
+    /// The value of `e`, assigned to a local of type `dst` (which decides splats and
+    /// conversions).
+    fn expr(&mut self, e: &Expr, dst: Ty) -> Result<BasicValueEnum<'ctx>, CodegenError> {
         let b = &self.c.b;
         let cx = self.c.cx;
         let v4 = cx.f32_type().vec_type(4);
+        let i32t = cx.i32_type();
         Ok(match e {
             Expr::Copy(o) => self.operand(*o)?,
-            Expr::Widen { .. } | Expr::Convert(_) => unimplemented!("TODO(int8)"),
+            Expr::Widen { v, high } => {
+                let v = self.operand(*v)?.into_vector_value();
+                let first = if *high { 4 } else { 0 };
+                let mask = VectorType::const_vector(
+                    &(first..first + 4).map(|k| i32t.const_int(k, false)).collect::<Vec<_>>(),
+                );
+                let half = b.build_shuffle_vector(v, v.get_type().get_undef(), mask, "").or_err()?;
+                b.build_int_s_extend(half, i32t.vec_type(4), "").or_err()?.into()
+            }
+            Expr::Convert(a) => {
+                let a = self.operand(*a)?;
+                match (a, dst) {
+                    (BasicValueEnum::IntValue(x), Ty::F32) => {
+                        b.build_signed_int_to_float(x, cx.f32_type(), "").or_err()?.into()
+                    }
+                    (BasicValueEnum::VectorValue(x), Ty::F32x4) => {
+                        b.build_signed_int_to_float(x, v4, "").or_err()?.into()
+                    }
+                    // an integral f32 in range (the lowering clamps it first)
+                    (BasicValueEnum::FloatValue(x), Ty::I32) => {
+                        b.build_float_to_signed_int(x, i32t, "").or_err()?.into()
+                    }
+                    (a, t) => return Err(err(format!("conversion of {} to {t}", a.get_type()))),
+                }
+            }
             Expr::Load { buf, index } => {
                 let p = self.address(*buf, index)?;
                 let v = b.build_load(p, "").or_err()?;
@@ -707,27 +757,46 @@ impl<'a, 'ctx> KernelTx<'a, 'ctx> {
                     i.set_alignment(self.program.buf_elem(*buf).bytes() as u32).or_err()?;
                 }
                 match self.program.buf_elem(*buf) {
-                    Elem::U8 => b.build_int_z_extend(v.into_int_value(), cx.i32_type(), "").or_err()?.into(),
-                    _ => v,
+                    Elem::U8 => b.build_int_z_extend(v.into_int_value(), i32t, "").or_err()?.into(),
+                    Elem::I8 => b.build_int_s_extend(v.into_int_value(), i32t, "").or_err()?.into(),
+                    Elem::F32 | Elem::I32 => v,
                 }
             }
             Expr::LoadVec { buf, index } => {
                 let p = self.address(*buf, index)?;
-                let p = b.build_pointer_cast(p, v4.ptr_type(AddressSpace::default()), "").or_err()?;
+                let elem = self.program.buf_elem(*buf);
+                // f32x4, or 8 bytes of q8 sign-extended to i16x8 (pmovsxbw / sshll)
+                let ty = match elem {
+                    Elem::I8 => cx.i8_type().vec_type(8),
+                    _ => v4,
+                };
+                let p = b.build_pointer_cast(p, ty.ptr_type(AddressSpace::default()), "").or_err()?;
                 let v = b.build_load(p, "").or_err()?;
                 if let Some(i) = v.as_instruction_value() {
-                    i.set_alignment(4).or_err()?;
+                    i.set_alignment(elem.bytes() as u32).or_err()?;
                 }
-                v
+                match elem {
+                    Elem::I8 => b
+                        .build_int_s_extend(v.into_vector_value(), cx.i16_type().vec_type(8), "")
+                        .or_err()?
+                        .into(),
+                    _ => v,
+                }
             }
             Expr::Splat(o) => {
-                let x = self.operand(*o)?;
-                let undef = v4.get_undef();
-                let zero = cx.i32_type().const_zero();
-                let one = b.build_insert_element(undef, x, zero, "").or_err()?;
-                b.build_shuffle_vector(one, undef, cx.i32_type().vec_type(4).const_zero(), "")
-                    .or_err()?
-                    .into()
+                let mut x = self.operand(*o)?;
+                let ty = match dst {
+                    Ty::I16x8 => {
+                        x = b.build_int_truncate(x.into_int_value(), cx.i16_type(), "").or_err()?.into();
+                        cx.i16_type().vec_type(8)
+                    }
+                    Ty::I32x4 => i32t.vec_type(4),
+                    _ => v4,
+                };
+                let undef = ty.get_undef();
+                let one = b.build_insert_element(undef, x, i32t.const_zero(), "").or_err()?;
+                let lanes = i32t.vec_type(ty.get_size()).const_zero();
+                b.build_shuffle_vector(one, undef, lanes, "").or_err()?.into()
             }
             Expr::Extract { v, lane } => {
                 let v = self.operand(*v)?.into_vector_value();
@@ -765,7 +834,10 @@ impl<'a, 'ctx> KernelTx<'a, 'ctx> {
                 match f {
                     MathFn::Floor => self.call1(self.intrinsic("llvm.floor", a.get_type())?, &[a])?,
                     MathFn::Exp | MathFn::Tanh | MathFn::Log1p => self.call1(self.libm(f.name()), &[a])?,
-                    MathFn::Rint => unimplemented!("TODO(int8)"),
+                    // the default rounding mode: to nearest, ties to even (frintx on
+                    // aarch64, roundss on x86 with SSE4.1, else libm's rintf; LLVM 14's
+                    // llvm.roundeven would call roundevenf, which older libcs lack)
+                    MathFn::Rint => self.call1(self.intrinsic("llvm.rint", a.get_type())?, &[a])?,
                 }
             }
         })
@@ -778,7 +850,11 @@ impl<'a, 'ctx> KernelTx<'a, 'ctx> {
         y: BasicValueEnum<'ctx>,
     ) -> Result<BasicValueEnum<'ctx>, CodegenError> {
         let b = &self.c.b;
-        let float = x.get_type().is_float_type() || x.get_type().is_vector_type();
+        let float = match x {
+            BasicValueEnum::FloatValue(_) => true,
+            BasicValueEnum::VectorValue(v) => v.get_type().get_element_type().is_float_type(),
+            _ => false,
+        };
         if float {
             if matches!(op, BinOp::Max | BinOp::Min) {
                 let name = if op == BinOp::Max { "llvm.maxnum" } else { "llvm.minnum" };
@@ -799,6 +875,14 @@ impl<'a, 'ctx> KernelTx<'a, 'ctx> {
                 (BasicValueEnum::FloatValue(x), BasicValueEnum::FloatValue(y)) => fop!(x, y),
                 (BasicValueEnum::VectorValue(x), BasicValueEnum::VectorValue(y)) => fop!(x, y),
                 _ => return Err(err("mixed operand types")),
+            });
+        }
+        if let (BasicValueEnum::VectorValue(x), BasicValueEnum::VectorValue(y)) = (x, y) {
+            // i16x8 / i32x4 lane-wise, wrapping
+            return Ok(match op {
+                BinOp::Add => b.build_int_add(x, y, "").or_err()?.into(),
+                BinOp::Sub => b.build_int_sub(x, y, "").or_err()?.into(),
+                _ => return Err(CodegenError::Invalid(format!("{op:?} of integer vectors"))),
             });
         }
         let (x, y) = (x.into_int_value(), y.into_int_value());

@@ -2,7 +2,10 @@
 //! from the object with objdump: the innermost loops of ternary convolutions (table
 //! form: the loops over a channel's +1 and −1 taps) hold adds and subtracts and no
 //! multiply of any kind; the same check on the float network finds the multiplies
-//! (`fmul`/`fmla`) in its innermost loops, so it can fail.
+//! (`fmul`/`fmla`) in its innermost loops, so it can fail. With int8 activations
+//! (W2A8) the tap loops sum bytes as 16-bit lanes: LLVM folds the sign extension
+//! into widening adds and subtracts (`saddl`/`saddw`/`ssubl`/`ssubw`), again no
+//! multiply.
 //!
 //! Needs `aarch64-linux-gnu-objdump` (binutils-aarch64-linux-gnu, installed with
 //! gcc-aarch64-linux-gnu) or `llvm-objdump-14`; skips when neither is there, fails
@@ -290,5 +293,46 @@ fn aarch64_unrolled_ternary_kernels_are_mostly_adds() {
         let fmuls = count(&["fmul", "fmla", "fmls", "fnmul", "fmadd", "fmsub", "fnmadd", "fnmsub"]);
         eprintln!("{sym}: {} instructions, {adds} fadd/fsub, {fmuls} float multiplies", insns.len());
         assert!(fmuls * 4 < adds, "{sym}: {fmuls} float multiplies vs {adds} adds");
+    }
+}
+
+/// W2A8 (`act_steps` for every ternary layer): the int8 table kernels' tap loops load
+/// 8 bytes and add or subtract them sign-extended into 16-bit lanes (`saddl`,
+/// `saddw`, `ssubl`, `ssubw`, or `sshll` then `add`/`sub`), with no multiply; the
+/// quantize kernels round with an instruction (`frint*`), not a libm call.
+#[test]
+fn aarch64_int8_ternary_tap_loops_have_no_multiplies() {
+    let Some(tool) = objdump() else { return };
+    let g = model("yolov3-tiny.cfg", 64, true);
+    let opts = LowerOptions {
+        ternary: TernaryKernel::Table,
+        act_steps: vec![Some(0.02); g.num_layers()],
+        ..LowerOptions::default()
+    };
+    let fns = disassemble(tool, &g, &opts);
+    let int8: Vec<_> = fns.iter().filter(|(s, _)| s.contains("_ternary_table_int8")).collect();
+    assert!(int8.len() >= 10, "int8 kernels: {:?}", fns.keys().collect::<Vec<_>>());
+    for (sym, insns) in &int8 {
+        let loops = innermost_loops(insns);
+        assert!(!loops.is_empty(), "{sym}: no loops");
+        for l in &loops {
+            let muls: Vec<_> = l.iter().filter(|o| is_multiply(o)).collect();
+            assert!(muls.is_empty(), "{sym}: multiplies {muls:?} in an innermost loop: {l:?}");
+        }
+        let widening = ["saddl", "saddw", "ssubl", "ssubw", "sshll", "sxtl"];
+        let widen = loops.iter().flatten().filter(|o| widening.contains(o)).count();
+        assert!(widen > 0, "{sym}: no bytes widened and summed in the innermost loops: {loops:?}");
+        eprintln!(
+            "{sym}: {} instructions, {} innermost loops ({widen} widening adds/subs, 0 multiplies)",
+            insns.len(),
+            loops.len(),
+        );
+    }
+    let quantize: Vec<_> = fns.iter().filter(|(s, _)| s.contains("_quantize_")).collect();
+    assert!(!quantize.is_empty(), "no quantize kernels: {:?}", fns.keys().collect::<Vec<_>>());
+    for (sym, insns) in quantize {
+        let ops: Vec<&str> = insns.iter().map(|i| i.op.as_str()).collect();
+        assert!(ops.iter().any(|o| o.starts_with("frint")), "{sym}: no frint: {ops:?}");
+        assert!(!ops.contains(&"bl"), "{sym}: calls a function: {ops:?}");
     }
 }
