@@ -10,6 +10,12 @@
 //!
 //! Every output is compared with the reference interpreter (relative 1e-4), and the
 //! C API's `NAME_detect` boxes with `ternc_runtime::detect` on the reference outputs.
+//!
+//! The `_int8` tests do the same with `--act i8` (W2A8: every ternary layer's input
+//! quantized to int8, integer sums): the reference runs the same quantization
+//! (`Reference::with_act_scales`) with the steps the CLI computes, calibrated as it
+//! calibrates without `--calibrate` (`quant::random_inputs(g, 4, 1)` on the same
+//! ternarized graph).
 //! A missing tool (clang, the OpenCL ICD loader and headers, a device) makes the test
 //! skip with a message; under `TERNC_REQUIRE_CROSS=1` (set by `.ci/run`) it fails.
 
@@ -22,6 +28,7 @@ use ternc_ir::Graph;
 use ternc_passes::spec::Spec;
 use ternc_passes::ternarize::{self, Scope};
 use ternc_passes::ternary::DEFAULT_THRESHOLD;
+use ternc_runtime::quant;
 use ternc_runtime::{Reference, Tensor};
 
 mod common;
@@ -29,6 +36,27 @@ mod common;
 use common::*;
 
 const STRICT: [&str; 6] = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-ffp-contract=off"];
+
+/// Activation precision and weights form of a compiled case.
+#[derive(Clone, Copy, PartialEq)]
+enum Act {
+    /// Float activations (the default).
+    F32,
+    /// `--act i8`, packed weights (the portable targets' default form).
+    I8,
+    /// `--act i8 --weights-form table`: the i16x8/i32x4 vector kernels, lane by lane.
+    I8Table,
+}
+
+impl Act {
+    fn args(self) -> &'static [&'static str] {
+        match self {
+            Act::F32 => &[],
+            Act::I8 => &["--act", "i8"],
+            Act::I8Table => &["--act", "i8", "--weights-form", "table"],
+        }
+    }
+}
 
 /// A model compiled by `ternc compile --target T`, with the reference's outputs.
 struct Case {
@@ -38,12 +66,17 @@ struct Case {
     g: Graph,
     x: Tensor,
     heads: Vec<(usize, Tensor)>,
+    /// What `ternc compile` printed (the HLS report).
+    stdout: String,
 }
 
 /// Compiles `model` at `size` (fully ternary, random weights of seed 0) for `target`
 /// and runs the reference on the same model.
-fn compile(model: &str, size: usize, target: &str) -> Case {
-    let what = format!("{model} ({target})");
+fn compile(model: &str, size: usize, target: &str, act: Act) -> Case {
+    let what = match act {
+        Act::F32 => format!("{model} ({target})"),
+        _ => format!("{model} ({target} {})", act.args().join(" ")),
+    };
     let dir = tempfile::tempdir().unwrap();
     let text = ternc_frontend::with_input_size(
         &std::fs::read_to_string(root().join("models/darknet").join(model)).unwrap(),
@@ -59,22 +92,35 @@ fn compile(model: &str, size: usize, target: &str) -> Case {
         .unwrap()
         .args(["compile"])
         .arg(&cfg)
-        .args(["--layers", "all", "--target", target, "-o"])
+        .args(["--layers", "all", "--target", target])
+        .args(act.args())
+        .arg("-o")
         .arg(&prefix)
         .output()
         .unwrap();
     assert!(out.status.success(), "{what}: compile failed: {}", String::from_utf8_lossy(&out.stderr));
-    eprintln!("{what}: {}", String::from_utf8_lossy(&out.stdout).trim());
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    eprintln!("{what}: {}", stdout.trim());
 
     let mut g = parse_cfg_text(Path::new(model), &text).unwrap().graph;
     g.params = init(&g, 0);
     let sel = Spec::parse("all").unwrap().select(&g).unwrap();
     ternarize::run(&mut g, &sel, Scope::Layer, DEFAULT_THRESHOLD).unwrap();
     let x = input(&g);
-    let heads = Reference::new(&g, 1).unwrap().run(&x, |_| {}).unwrap();
+    let mut reference = Reference::new(&g, 1).unwrap();
+    if act != Act::F32 {
+        // the steps `ternc compile --act i8` uses without --calibrate (src/commands/act.rs)
+        let scales = quant::calibrate(&g, &quant::random_inputs(&g, 4, 1), 1).unwrap();
+        let n = scales.quantized().count();
+        assert!(n > 0, "{what}: nothing quantized");
+        let printed = format!("--act i8: {n} ternary layers take int8 inputs");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(&printed), "{what}: not {printed:?}");
+        reference = reference.with_act_scales(scales);
+    }
+    let heads = reference.run(&x, |_| {}).unwrap();
     let bin = dir.path().join("input.bin");
     std::fs::write(&bin, x.data.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
-    Case { what, dir, prefix, g, x, heads }
+    Case { what, dir, prefix, g, x, heads, stdout }
 }
 
 fn read_f32(path: &Path) -> Vec<f32> {
@@ -152,10 +198,15 @@ impl Case {
     }
 }
 
-fn c_target(model: &str, size: usize, thresh: f32) {
-    let case = compile(model, size, "c");
+fn c_target(model: &str, size: usize, thresh: f32, act: Act) {
+    let case = compile(model, size, "c", act);
     let src = case.prefix.with_extension("c");
     let text = std::fs::read_to_string(&src).unwrap();
+    check_int8_kernels(&case.what, &text, act);
+    if act == Act::I8Table {
+        // i16x8 sums as eight int16_t lanes
+        assert!(text.contains("int16_t l"), "{}: no i16x8 locals", case.what);
+    }
     for inc in text.lines().filter(|l| l.starts_with("#include")) {
         assert!(
             ["<math.h>", "<string.h>", "<stdint.h>", "<stddef.h>"].iter().any(|h| inc.ends_with(h)),
@@ -174,14 +225,46 @@ fn c_target(model: &str, size: usize, thresh: f32) {
     }
 }
 
+/// Under `--act i8`: the source holds int8 kernels (every ternary convolution's),
+/// and none without.
+fn check_int8_kernels(what: &str, text: &str, act: Act) {
+    let form = if act == Act::I8Table { "ternary table int8" } else { "ternary packed int8" };
+    let int8 = text.matches(form).count();
+    let quantize = text.lines().filter(|l| l.starts_with("/* k") && l.contains(": quantize ")).count();
+    match act {
+        Act::F32 => assert_eq!(int8 + quantize, 0, "{what}: int8 kernels in a float build"),
+        _ => assert!(
+            int8 > 0 && quantize > 0,
+            "{what}: no int8 kernels ({form}: {int8}, quantize: {quantize})"
+        ),
+    }
+}
+
 #[test]
 fn c_yolov3_tiny() {
-    c_target("yolov3-tiny.cfg", 64, 0.3);
+    c_target("yolov3-tiny.cfg", 64, 0.3, Act::F32);
 }
 
 #[test]
 fn c_yolov2_tiny_voc() {
-    c_target("yolov2-tiny-voc.cfg", 96, 0.02);
+    c_target("yolov2-tiny-voc.cfg", 96, 0.02, Act::F32);
+}
+
+#[test]
+fn c_yolov3_tiny_int8() {
+    c_target("yolov3-tiny.cfg", 64, 0.3, Act::I8);
+}
+
+#[test]
+fn c_yolov2_tiny_voc_int8() {
+    c_target("yolov2-tiny-voc.cfg", 96, 0.02, Act::I8);
+}
+
+/// The table form over int8 (`i16x8` sums, widened to `i32x4`, converted to `f32x4`)
+/// printed lane by lane.
+#[test]
+fn c_yolov3_tiny_int8_table_form() {
+    c_target("yolov3-tiny.cfg", 64, 0.3, Act::I8Table);
 }
 
 #[test]
@@ -220,13 +303,19 @@ fn opencl_present(what: &str) -> bool {
     true
 }
 
-fn opencl_target(model: &str, size: usize, thresh: f32) {
+fn opencl_target(model: &str, size: usize, thresh: f32, act: Act) {
     if !opencl_present(&format!("{model} (opencl)")) {
         return;
     }
-    let case = compile(model, size, "opencl");
+    let case = compile(model, size, "opencl", act);
     let kernels = std::fs::read_to_string(case.prefix.with_extension("cl")).unwrap();
     assert!(kernels.contains("__kernel void k0("), "{}", case.what);
+    check_int8_kernels(&case.what, &kernels, act);
+    if act != Act::F32 {
+        // int8 activations live in device memory, summed in integers
+        assert!(kernels.contains("__global char *restrict q8"), "{}: no q8 buffer", case.what);
+        assert!(kernels.contains("(char)l"), "{}: no int8 stores", case.what);
+    }
     let host = case.prefix.with_extension("c");
     let flags = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror"];
     case.run_client("gcc", &flags, &[host], &["-lOpenCL"], thresh);
@@ -234,20 +323,30 @@ fn opencl_target(model: &str, size: usize, thresh: f32) {
 
 #[test]
 fn opencl_yolov3_tiny() {
-    opencl_target("yolov3-tiny.cfg", 64, 0.3);
+    opencl_target("yolov3-tiny.cfg", 64, 0.3, Act::F32);
 }
 
 #[test]
 fn opencl_yolov2_tiny_voc() {
-    opencl_target("yolov2-tiny-voc.cfg", 96, 0.02);
+    opencl_target("yolov2-tiny-voc.cfg", 96, 0.02, Act::F32);
 }
 
-fn hls_target(model: &str, size: usize) {
+#[test]
+fn opencl_yolov3_tiny_int8() {
+    opencl_target("yolov3-tiny.cfg", 64, 0.3, Act::I8);
+}
+
+#[test]
+fn opencl_yolov2_tiny_voc_int8() {
+    opencl_target("yolov2-tiny-voc.cfg", 96, 0.02, Act::I8);
+}
+
+fn hls_target(model: &str, size: usize, act: Act) {
     if !have("g++") {
         skip(&format!("{model} (hls)"), "g++ is not installed");
         return;
     }
-    let case = compile(model, size, "hls");
+    let case = compile(model, size, "hls", act);
     let gen = case.prefix.parent().unwrap().to_path_buf();
     let tb = case.dir.path().join("tb");
     let cpps: Vec<PathBuf> = std::fs::read_dir(&gen)
@@ -274,16 +373,87 @@ fn hls_target(model: &str, size: usize) {
     let run = Command::new(&tb).arg(&short).arg(&outdir).output().unwrap();
     assert!(!run.status.success(), "{}: tb accepted a short input", case.what);
     let _ = &case.x;
+    // the structure: int8 layers sum on an on-chip int8 array through integer trees
+    let src = std::fs::read_to_string(gen.join("net.cpp")).unwrap();
+    check_int8_kernels(&case.what, &src, act);
+    let int8_parts = ["static int8_t q8[NET_Q8_LEN];", "static inline net_tap_t net_terni(", "net_itree16("];
+    for want in int8_parts {
+        assert_eq!(src.contains(want), act != Act::F32, "{}: {want:?}", case.what);
+    }
+    // the report: every ternary convolution's act, adders and code ROM
+    let convs = conv_rows(&case.stdout);
+    assert!(!convs.is_empty(), "{}: no convolutions in the report:\n{}", case.what, case.stdout);
+    for r in convs {
+        assert!(r.codes > 0, "{}: {r:?}", case.what);
+        match act {
+            Act::F32 => assert!(r.act == "f32" && r.adders > 0 && r.int_adders == 0 && r.mults == 0, "{r:?}"),
+            // one float multiply: the quantize loop's x·(1/step)
+            _ => assert!(r.act == "i8" && r.adders == 0 && r.int_adders > 0 && r.mults == 1, "{r:?}"),
+        }
+    }
+}
+
+/// A convolution's row of the HLS report.
+#[derive(Debug)]
+#[allow(dead_code)]
+struct Row {
+    act: String,
+    adders: usize,
+    int_adders: usize,
+    mults: usize,
+    codes: u64,
+    cycles: u64,
+}
+
+/// The convolutional rows of the report `ternc compile --target hls` prints.
+fn conv_rows(report: &str) -> Vec<Row> {
+    let header = report.lines().find(|l| l.starts_with("layer  type")).expect("the report's header");
+    let head: Vec<&str> = header.split("  ").map(str::trim).filter(|c| !c.is_empty()).collect();
+    assert_eq!(
+        head,
+        [
+            "layer", "type", "act", "kernels", "adders", "int adders", "mults", "parallel", "ROM bits",
+            "2-bit codes", "est. cycles"
+        ],
+        "{header}"
+    );
+    report
+        .lines()
+        .filter(|l| l.contains("convolutional"))
+        .map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            assert_eq!(cols.len(), head.len(), "{l}");
+            let n = |k: usize| cols[k].parse::<u64>().unwrap_or_else(|e| panic!("{l}: column {k}: {e}"));
+            Row {
+                act: cols[2].to_string(),
+                adders: n(4) as usize,
+                int_adders: n(5) as usize,
+                mults: n(6) as usize,
+                codes: n(9),
+                cycles: n(10),
+            }
+        })
+        .collect()
 }
 
 #[test]
 fn hls_yolov3_tiny() {
-    hls_target("yolov3-tiny.cfg", 64);
+    hls_target("yolov3-tiny.cfg", 64, Act::F32);
 }
 
 #[test]
 fn hls_yolov2_tiny_voc() {
-    hls_target("yolov2-tiny-voc.cfg", 96);
+    hls_target("yolov2-tiny-voc.cfg", 96, Act::F32);
+}
+
+#[test]
+fn hls_yolov3_tiny_int8() {
+    hls_target("yolov3-tiny.cfg", 64, Act::I8);
+}
+
+#[test]
+fn hls_yolov2_tiny_voc_int8() {
+    hls_target("yolov2-tiny-voc.cfg", 96, Act::I8);
 }
 
 #[test]
@@ -308,12 +478,9 @@ fn hls_report_is_printed() {
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(report.contains("est. cycles") && report.contains("ms at 200 MHz"), "{report}");
     // every ternary convolution: adders, 2-bit code ROM, no multiplier in its loops
-    let convs: Vec<&str> = report.lines().filter(|l| l.contains("convolutional")).collect();
+    let convs = conv_rows(&report);
     assert_eq!(convs.len(), 13, "{report}");
-    for l in convs {
-        let cols: Vec<&str> = l.split_whitespace().collect();
-        let (adders, mults, codes): (usize, usize, u64) =
-            (cols[3].parse().unwrap(), cols[4].parse().unwrap(), cols[7].parse().unwrap());
-        assert!(adders > 0 && codes > 0 && mults == 0, "{l}");
+    for r in convs {
+        assert!(r.act == "f32" && r.adders > 0 && r.codes > 0 && r.mults == 0, "{r:?}");
     }
 }

@@ -13,8 +13,16 @@
 //!   affine expressions of the program, `max`/`min` as `fmaxf`/`fminf` (Rust's
 //!   `f32::max`/`min`), selects as `?:` (C comparisons are ordered, `!=` unordered, as
 //!   the program defines them). Parallel loops run all their iterations;
+//! - with int8 activations (`--act i8`), the kernels that read or write them take a
+//!   third argument `int8_t *restrict q8`, the workspace's bytes after the arena
+//!   (`Program::q8_offset`). A load of a `q8` byte sign-extends (C's conversion), a
+//!   store casts to `int8_t` (the low 8 bits); `i16x8` and `i32x4` locals are eight
+//!   `int16_t` or four `int32_t` scalars, their adds computed in `int` and cast back
+//!   (wrapping), `widen` a lane copy, `convert` a C cast (`(float)`, `(int32_t)`: a
+//!   truncation, of integral values only), `rint` C's `rintf`;
 //! - `NAME_workspace_size`, `NAME_output_size`, `NAME_run` and `NAME_detect`, with the
-//!   LLVM backend's workspace layout and decoding, statement for statement.
+//!   LLVM backend's workspace layout (`q8` after the arena, then the detection
+//!   candidates) and decoding, statement for statement.
 //!
 //! It needs `<math.h>`, `<string.h>`, `<stdint.h>` and `<stddef.h>` only, allocates
 //! nothing and has no writable globals. It compiles with `-std=c99 -Wall -Wextra
@@ -45,12 +53,15 @@ pub enum Dialect {
 }
 
 impl Dialect {
-    fn ty(self, t: Ty) -> &'static str {
+    /// The C type of a local of type `t` (of each lane, for vectors, which are
+    /// printed as one scalar a lane).
+    pub(crate) fn ty(self, t: Ty) -> &'static str {
         match (self, t) {
             (_, Ty::F32 | Ty::F32x4) => "float",
-            (Dialect::OpenCl, Ty::I32) => "int",
-            (_, Ty::I32) => "int32_t",
-            (_, Ty::I16x8 | Ty::I32x4) => unimplemented!("TODO(int8): C printers"),
+            (Dialect::OpenCl, Ty::I32 | Ty::I32x4) => "int",
+            (_, Ty::I32 | Ty::I32x4) => "int32_t",
+            (Dialect::OpenCl, Ty::I16x8) => "short",
+            (_, Ty::I16x8) => "int16_t",
         }
     }
 
@@ -61,7 +72,8 @@ impl Dialect {
             (Dialect::OpenCl, Elem::U8) => "uchar",
             (_, Elem::I32) => "int32_t",
             (_, Elem::U8) => "uint8_t",
-            (_, Elem::I8) => unimplemented!("TODO(int8): C printers"),
+            (Dialect::OpenCl, Elem::I8) => "char",
+            (_, Elem::I8) => "int8_t",
         }
     }
 
@@ -289,10 +301,10 @@ impl<'a> KernelPrinter<'a> {
             if !self.read[i] {
                 continue;
             }
-            let zero = if t == Ty::I32 { "0" } else { "0.0f" };
-            match t {
-                Ty::F32x4 => decl.extend((0..4).map(|k| format!("l{i}_{k} = {zero}"))),
-                _ => decl.push(format!("l{i} = {zero}")),
+            let zero = if t.is_float() { "0.0f" } else { "0" };
+            match t.lanes() {
+                1 => decl.push(format!("l{i} = {zero}")),
+                n => decl.extend((0..n).map(|k| format!("l{i}_{k} = {zero}"))),
             }
             let ty = self.dialect.ty(t);
             let line = format!("{pad}{ty} {};\n", decl.join(", "));
@@ -306,10 +318,9 @@ impl<'a> KernelPrinter<'a> {
 
     fn lane(&self, o: Operand, lane: Option<usize>) -> String {
         match o {
-            Operand::Local(l) => match (self.kernel.locals[l.0 as usize], lane) {
-                (Ty::F32x4, Some(k)) => format!("l{}_{k}", l.0),
-                (Ty::F32x4, None) => format!("l{}_0", l.0),
-                _ => format!("l{}", l.0),
+            Operand::Local(l) => match (self.kernel.locals[l.0 as usize].is_vector(), lane) {
+                (true, k) => format!("l{}_{}", l.0, k.unwrap_or(0)),
+                (false, _) => format!("l{}", l.0),
             },
             Operand::F32(v) => float_lit(v),
             Operand::I32(v) => int_lit(v as i64),
@@ -324,15 +335,23 @@ impl<'a> KernelPrinter<'a> {
         }
     }
 
-    /// The right-hand side of lane `lane` (`None`: a scalar) of `expr`.
-    fn rhs(&self, expr: &Expr, lane: Option<usize>) -> String {
+    /// The right-hand side of lane `lane` (`None`: a scalar) of `expr`, assigned to a
+    /// local of type `dst`.
+    fn rhs(&self, expr: &Expr, lane: Option<usize>, dst: Ty) -> String {
         let o = |x: &Operand| self.lane(*x, lane);
         match expr {
-            Expr::Widen { .. } | Expr::Convert(_) => unimplemented!("TODO(int8): C printers"),
+            // lanes 0..4 or 4..8 of an i16x8, sign-extended by C's conversion
+            Expr::Widen { v, high } => self.lane(*v, Some(lane.unwrap_or(0) + 4 * *high as usize)),
+            // i32 -> f32 (exact below 2^24), f32 -> i32 (truncation, of integral values)
+            Expr::Convert(a) => format!("({}){}", self.dialect.ty(dst), o(a)),
             Expr::Copy(a) => o(a),
             Expr::Load { buf, index } => format!("{}[{}]", (self.buf_name)(*buf), index_expr(index)),
             Expr::LoadVec { buf, index } => {
                 format!("{}[{}]", (self.buf_name)(*buf), index_expr(&index.add(lane.unwrap_or(0) as i64)))
+            }
+            // an i16x8 lane keeps the low 16 bits of the i32
+            Expr::Splat(a) if dst == Ty::I16x8 => {
+                format!("({}){}", self.dialect.ty(dst), self.lane(*a, None))
             }
             Expr::Splat(a) => self.lane(*a, None),
             Expr::Extract { v, lane: l } => self.lane(*v, Some(*l as usize)),
@@ -345,9 +364,15 @@ impl<'a> KernelPrinter<'a> {
             }
             Expr::Unary { op: UnOp::Neg, a } => format!("-({})", o(a)),
             Expr::Binary { op, a, b } => {
-                let float = self.ty_of(*a) != Ty::I32;
+                let ty = self.ty_of(*a);
+                let float = ty.is_float();
                 let (a, b) = (o(a), o(b));
                 match op {
+                    // i16x8 lanes wrap: the sum in int, then its low 16 bits
+                    BinOp::Add | BinOp::Sub if ty == Ty::I16x8 => {
+                        let sign = if *op == BinOp::Add { '+' } else { '-' };
+                        format!("({})({a} {sign} {b})", self.dialect.ty(ty))
+                    }
                     BinOp::Add => format!("{a} + {b}"),
                     BinOp::Sub => format!("{a} - {b}"),
                     BinOp::Mul => format!("{a} * {b}"),
@@ -372,20 +397,22 @@ impl<'a> KernelPrinter<'a> {
                     if !self.read[dst.0 as usize] {
                         continue;
                     }
-                    if self.kernel.locals[dst.0 as usize] == Ty::F32x4 {
-                        for k in 0..4 {
-                            let line = format!("{pad}l{}_{k} = {};\n", dst.0, self.rhs(expr, Some(k)));
+                    let ty = self.kernel.locals[dst.0 as usize];
+                    if ty.is_vector() {
+                        for k in 0..ty.lanes() {
+                            let line = format!("{pad}l{}_{k} = {};\n", dst.0, self.rhs(expr, Some(k), ty));
                             self.out.push_str(&line);
                         }
                     } else {
-                        let line = format!("{pad}l{} = {};\n", dst.0, self.rhs(expr, None));
+                        let line = format!("{pad}l{} = {};\n", dst.0, self.rhs(expr, None, ty));
                         self.out.push_str(&line);
                     }
                 }
                 Stmt::Store { buf, index, value } => {
                     let name = (self.buf_name)(*buf);
-                    if self.ty_of(*value) == Ty::F32x4 {
-                        for k in 0..4 {
+                    let ty = self.ty_of(*value);
+                    if ty.is_vector() {
+                        for k in 0..ty.lanes() {
                             let line = format!(
                                 "{pad}{name}[{}] = {};\n",
                                 index_expr(&index.add(k as i64)),
@@ -394,8 +421,13 @@ impl<'a> KernelPrinter<'a> {
                             self.out.push_str(&line);
                         }
                     } else {
-                        let line =
-                            format!("{pad}{name}[{}] = {};\n", index_expr(index), self.lane(*value, None));
+                        // an i32 stored to q8 keeps its low 8 bits
+                        let cast = match (buf, value) {
+                            (Buf::Q8, Operand::Local(_)) => format!("({})", self.dialect.elem(Elem::I8)),
+                            _ => String::new(),
+                        };
+                        let value = self.lane(*value, None);
+                        let line = format!("{pad}{name}[{}] = {cast}{value};\n", index_expr(index));
                         self.out.push_str(&line);
                     }
                 }
@@ -451,19 +483,29 @@ impl<'a> KernelPrinter<'a> {
     }
 }
 
-/// Which buffers a kernel reads or writes: `(input, arena, tables)`.
-pub(crate) fn kernel_buffers(k: &Kernel) -> (bool, bool, BTreeSet<usize>) {
-    fn see(buf: Buf, u: &mut (bool, bool, BTreeSet<usize>)) {
+/// The buffers a kernel reads or writes.
+#[derive(Debug, Default)]
+pub(crate) struct Uses {
+    pub input: bool,
+    pub arena: bool,
+    /// The int8 activations.
+    pub q8: bool,
+    pub tables: BTreeSet<usize>,
+}
+
+/// Which buffers a kernel reads or writes.
+pub(crate) fn kernel_buffers(k: &Kernel) -> Uses {
+    fn see(buf: Buf, u: &mut Uses) {
         match buf {
-            Buf::Input => u.0 = true,
-            Buf::Arena => u.1 = true,
+            Buf::Input => u.input = true,
+            Buf::Arena => u.arena = true,
             Buf::Const(n) => {
-                u.2.insert(n);
+                u.tables.insert(n);
             }
-            Buf::Q8 => unimplemented!("TODO(int8): C printers"),
+            Buf::Q8 => u.q8 = true,
         }
     }
-    fn walk(b: &[Stmt], u: &mut (bool, bool, BTreeSet<usize>)) {
+    fn walk(b: &[Stmt], u: &mut Uses) {
         for st in b {
             match st {
                 Stmt::Assign { expr: Expr::Load { buf, .. } | Expr::LoadVec { buf, .. }, .. } => see(*buf, u),
@@ -473,7 +515,7 @@ pub(crate) fn kernel_buffers(k: &Kernel) -> (bool, bool, BTreeSet<usize>) {
             }
         }
     }
-    let mut u = (false, false, BTreeSet::new());
+    let mut u = Uses::default();
     walk(&k.body, &mut u);
     u
 }
@@ -546,29 +588,40 @@ pub fn compile(program: &Program, heads: &[DetectHead], name: &str) -> Result<CS
         Buf::Input => "in".to_string(),
         Buf::Arena => "arena".to_string(),
         Buf::Const(n) => format!("{name}_c{n}"),
-        Buf::Q8 => unimplemented!("TODO(int8): C printers"),
+        Buf::Q8 => "q8".to_string(),
     };
+    let mut calls = String::new();
     for (k, kernel) in program.kernels.iter().enumerate() {
-        let (uses_in, uses_arena, _) = kernel_buffers(kernel);
+        let uses = kernel_buffers(kernel);
         let layer = kernel.layer.map_or(String::new(), |l| format!(" (layer {l})"));
+        // the kernels of int8 layers also take the int8 activations
+        let (q8_param, q8_arg) = if uses.q8 { (", int8_t *restrict q8", ", q8") } else { Default::default() };
         let _ = writeln!(
             s,
-            "/* k{k}: {}{layer} */\nstatic void {name}_k{k}(const float *restrict in, float *restrict arena) {{",
+            "/* k{k}: {}{layer} */\nstatic void {name}_k{k}(const float *restrict in, float *restrict arena{q8_param}) {{",
             comment(&kernel.name)
         );
-        if !uses_in {
+        if !uses.input {
             s.push_str("    (void)in;\n");
         }
-        if !uses_arena {
+        if !uses.arena {
             s.push_str("    (void)arena;\n");
         }
         s.push_str(&KernelPrinter::new(kernel, Dialect::C, &names).print(1));
         s.push_str("}\n\n");
+        let _ = writeln!(calls, "    {name}_k{k}(in, arena{q8_arg});");
     }
     let _ = writeln!(s, "static void {name}_kernels(const float *in, float *arena) {{");
-    for k in 0..program.kernels.len() {
-        let _ = writeln!(s, "    {name}_k{k}(in, arena);");
+    if program.has_int8() {
+        let _ = writeln!(
+            s,
+            "    /* int8 activations: {} bytes after the arena */\n    \
+             int8_t *q8 = (int8_t *)((char *)arena + {});",
+            program.q8_len,
+            program.q8_offset()
+        );
     }
+    s.push_str(&calls);
     s.push_str("}\n\n");
     s.push_str(&api(program, heads, name, &ws, None));
     Ok(CSource { source: s, header, workspace_bytes: ws.bytes() })
@@ -576,7 +629,7 @@ pub fn compile(program: &Program, heads: &[DetectHead], name: &str) -> Result<CS
 
 /// `NAME_workspace_size`, `NAME_output_size`, `NAME_run` and `NAME_detect` over a
 /// function `NAME_kernels(in, arena)` that leaves every layer output in the arena
-/// (`detect_outputs`: OpenCL, a call that instead copies the heads' outputs into the
+/// (`run_kernels`: OpenCL, a call that instead copies the heads' outputs into the
 /// host arena and returns nonzero on failure).
 pub(crate) fn api(
     program: &Program,

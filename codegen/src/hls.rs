@@ -33,6 +33,16 @@
 //! through one AXI port, which the memory plan reuses, so they run in order), and
 //! on-chip activation buffers; the activation reads through that port, one float a
 //! cycle, bound most loops' II, as the [`report`] shows.
+//!
+//! # Int8 activations (`--act i8`)
+//!
+//! Each int8 layer's quantize kernel writes its input, as int8, into an on-chip
+//! array `static int8_t q8[UNAME_Q8_LEN]` of the top function (block RAM, passed to
+//! the kernels that use it); its packed convolution prints as the float one does,
+//! with integer types (module `tree`): `ap_int<9>` taps `±q` (`NAME_terni`), integer
+//! trees as wide as their sums (`NAME_itreeN`), `int32_t` accumulators, `PIPELINE
+//! II=1`, and a float epilogue (one multiply-add an output). The report marks those
+//! layers `i8` and counts their adders as integer adders.
 
 use std::cell::RefCell;
 use std::collections::BTreeSet;
@@ -64,10 +74,17 @@ pub struct HlsProject {
 pub struct LayerReport {
     pub layer: usize,
     pub kind: String,
+    /// Whether the layer sums int8 activations (`--act i8`): its input is quantized
+    /// into the on-chip `q8` array and its ternary sums are integer.
+    pub int8: bool,
     pub kernels: usize,
     /// fp32 adders and subtractors instantiated by the pipelined innermost loops.
     pub adders: usize,
-    /// Multipliers in the innermost loops (0 for ternary convolutions).
+    /// Integer adders and subtractors of the ternary sums over int8 activations
+    /// (trees of `9 + levels` bits into 32-bit accumulators).
+    pub int_adders: usize,
+    /// fp32 multipliers in the innermost loops (0 for float-activation ternary
+    /// convolutions; an int8 layer's quantize loop has one, `x·(1/step)`).
     pub multipliers: usize,
     /// Bits of the constant tables the layer's kernels read first (2-bit codes,
     /// tap offsets, scales, float weights).
@@ -83,6 +100,8 @@ pub struct LayerReport {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Report {
     pub layers: Vec<LayerReport>,
+    /// Bits of the on-chip int8 activation array (0 without int8 layers).
+    pub q8_bits: u64,
 }
 
 impl Report {
@@ -99,16 +118,18 @@ impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "layer  type            kernels  adders  mults  parallel    ROM bits  2-bit codes      est. cycles"
+            "layer  type            act  kernels  adders  int adders  mults  parallel    ROM bits  2-bit codes      est. cycles"
         )?;
         for l in &self.layers {
             writeln!(
                 f,
-                "{:5}  {:<14} {:8} {:7} {:6} {:9} {:11} {:12} {:16}",
+                "{:5}  {:<14} {:>4} {:8} {:7} {:11} {:6} {:9} {:11} {:12} {:16}",
                 l.layer,
                 l.kind,
+                if l.int8 { "i8" } else { "f32" },
                 l.kernels,
                 l.adders,
+                l.int_adders,
                 l.multipliers,
                 l.parallel,
                 l.rom_bits,
@@ -118,71 +139,109 @@ impl std::fmt::Display for Report {
         }
         let rom: u64 = self.layers.iter().map(|l| l.rom_bits).sum();
         let codes: u64 = self.layers.iter().map(|l| l.code_bits).sum();
+        let int8 = self.layers.iter().filter(|l| l.int8).count();
         write!(
             f,
-            "total: {} adders, ROM {:.2} Mbit ({:.2} Mbit of 2-bit codes), {} cycles = {:.3} ms at {} MHz \
-             (ternary sums as adder trees: II = max({} cycles per fadd, activation reads at one a cycle); \
-             layers in order, no DATAFLOW overlap)",
+            "total: {} fp32 adders, {} integer adders, ROM {:.2} Mbit ({:.2} Mbit of 2-bit codes), ",
             self.layers.iter().map(|l| l.adders).sum::<usize>(),
+            self.layers.iter().map(|l| l.int_adders).sum::<usize>(),
             rom as f64 / 1e6,
             codes as f64 / 1e6,
+        )?;
+        if int8 > 0 {
+            write!(
+                f,
+                "{int8} int8 layers (on-chip int8 activations {:.2} Mbit), ",
+                self.q8_bits as f64 / 1e6
+            )?;
+        }
+        write!(
+            f,
+            "{} cycles = {:.3} ms at {} MHz \
+             (ternary sums as adder trees: II = max({} cycles per fadd, activation reads at one a cycle)",
             self.total_cycles(),
             self.latency_ms(),
             CLOCK_MHZ,
             FADD_LATENCY,
-        )
+        )?;
+        if int8 > 0 {
+            write!(
+                f,
+                "; integer trees: II = max(1 cycle per add, on-chip int8 reads at {Q8_PORTS} a cycle)"
+            )?;
+        }
+        write!(f, "; layers in order, no DATAFLOW overlap)")
     }
 }
 
-/// Per-kernel figures: `(adders, multipliers, parallel, cycles)`.
+/// Reads (or writes) of the on-chip int8 array a cycle: a dual-port block RAM.
+pub const Q8_PORTS: u64 = 2;
+
+/// What the report counts for one kernel.
+#[derive(Debug, Clone, Copy, Default)]
+struct Figures {
+    adders: usize,
+    int_adders: usize,
+    multipliers: usize,
+    parallel: usize,
+    cycles: u64,
+}
+
+/// Per-kernel figures.
 ///
 /// Cycles: a statement outside an innermost loop costs one cycle; an innermost loop
 /// costs its trips times its II, the largest of 1, the longest chain of dependent
-/// float adds on one local times [`FADD_LATENCY`], and its arena and input accesses
-/// (one AXI port each); a loop whose bounds come from a table counts 16 trips. With
-/// `tree`, a ternary `code bytes` loop it prints as an adder tree costs its trips
-/// (of `G` bytes) times the larger of one fadd and its activation reads, plus the
-/// tree's levels and the accumulate once (the pipeline filling).
-fn kernel_figures(k: &Kernel, tree: Option<&TreeOf>) -> (usize, usize, usize, u64) {
-    fn inner_ii(k: &Kernel, body: &[Stmt]) -> (usize, usize, usize, u64) {
-        let (mut adds, mut muls) = (0, 0);
+/// float adds on one local times [`FADD_LATENCY`] (integer adds: one cycle each), its
+/// arena and input accesses (one AXI port each) and its int8 accesses ([`Q8_PORTS`]
+/// a cycle); a loop whose bounds come from a table counts 16 trips. With `tree`, a
+/// ternary `code bytes` loop it prints as an adder tree costs its trips (of `G`
+/// bytes) times the larger of one add (an fadd, or one cycle for an integer tree)
+/// and its activation reads, plus the tree's levels and the accumulate once (the
+/// pipeline filling).
+fn kernel_figures(k: &Kernel, tree: Option<&TreeOf>) -> Figures {
+    fn inner_ii(k: &Kernel, body: &[Stmt], acc: &mut Figures) -> u64 {
         let mut chain = vec![0u64; k.locals.len()];
-        let (mut arena, mut input) = (0u64, 0u64);
+        let (mut arena, mut input, mut q8) = (0u64, 0u64, 0u64);
         let mut accs = std::collections::BTreeSet::new();
         for st in body {
             match st {
                 Stmt::Assign { dst, expr } => {
-                    let lanes = k.locals[dst.0 as usize].lanes();
+                    let ty = k.locals[dst.0 as usize];
+                    let lanes = ty.lanes();
                     match expr {
-                        Expr::Binary { op: BinOp::Add | BinOp::Sub, a, b }
-                            if k.locals[dst.0 as usize].is_float() =>
-                        {
-                            adds += lanes;
+                        Expr::Binary { op: BinOp::Add | BinOp::Sub, a, b } => {
+                            let (adders, latency) = match ty.is_float() {
+                                true => (&mut acc.adders, FADD_LATENCY),
+                                false => (&mut acc.int_adders, 1),
+                            };
+                            *adders += lanes;
                             if [a, b].contains(&&Operand::Local(*dst)) {
-                                chain[dst.0 as usize] += 1;
+                                chain[dst.0 as usize] += latency;
                                 accs.insert(dst.0);
                             }
                         }
-                        Expr::Binary { op: BinOp::Mul, .. } if k.locals[dst.0 as usize].is_float() => {
-                            muls += lanes
-                        }
+                        Expr::Binary { op: BinOp::Mul, .. } if ty.is_float() => acc.multipliers += lanes,
                         Expr::Load { buf: Buf::Arena, .. } => arena += 1,
                         Expr::LoadVec { buf: Buf::Arena, .. } => arena += 4,
                         Expr::Load { buf: Buf::Input, .. } => input += 1,
                         Expr::LoadVec { buf: Buf::Input, .. } => input += 4,
+                        Expr::Load { buf: Buf::Q8, .. } => q8 += 1,
+                        Expr::LoadVec { buf: Buf::Q8, .. } => q8 += 8,
                         _ => {}
                     }
                 }
+                Stmt::Store { buf: Buf::Q8, .. } => q8 += 1,
                 Stmt::Store { .. } => arena += 1,
                 Stmt::Loop(_) => {}
             }
         }
         let par = accs.iter().map(|&a| k.locals[a as usize].lanes()).sum();
-        let chain = chain.into_iter().max().unwrap_or(0) * FADD_LATENCY;
-        (adds, muls, par, chain.max(arena).max(input).max(1))
+        acc.parallel = acc.parallel.max(par);
+        let chain = chain.into_iter().max().unwrap_or(0);
+        chain.max(arena).max(input).max(q8.div_ceil(Q8_PORTS)).max(1)
     }
     type Tree<'a> = Option<&'a TreeOf<'a>>;
-    fn walk(k: &Kernel, body: &[Stmt], acc: &mut (usize, usize, usize, u64), tree: Tree) -> u64 {
+    fn walk(k: &Kernel, body: &[Stmt], acc: &mut Figures, tree: Tree) -> u64 {
         let mut cycles = 0;
         for st in body {
             match st {
@@ -191,18 +250,22 @@ fn kernel_figures(k: &Kernel, tree: Option<&TreeOf>) -> (usize, usize, usize, u6
                     if l.body.iter().any(|s| matches!(s, Stmt::Loop(_))) {
                         cycles += trips * walk(k, &l.body, acc, tree);
                     } else if let Some(t) = tree.and_then(|f| f(k, l)) {
-                        // one accumulate a lane an iteration (II = one fadd), unless the
-                        // activation reads (one a cycle) take longer; the tree's levels
-                        // and the accumulate fill the pipeline once per loop
-                        acc.0 += t.adders();
-                        acc.2 = acc.2.max(t.accs);
-                        cycles += t.trips * FADD_LATENCY.max(t.reads as u64) + (t.depth() + 1) * FADD_LATENCY;
+                        // one accumulate a lane an iteration (II = one add), unless the
+                        // activation reads (one a cycle from the arena, Q8_PORTS from
+                        // the on-chip q8) take longer; the tree's levels and the
+                        // accumulate fill the pipeline once per loop
+                        let (add, reads) = match t.int {
+                            true => (1, (t.reads as u64).div_ceil(Q8_PORTS)),
+                            false => (FADD_LATENCY, t.reads as u64),
+                        };
+                        match t.int {
+                            true => acc.int_adders += t.adders(),
+                            false => acc.adders += t.adders(),
+                        }
+                        acc.parallel = acc.parallel.max(t.accs);
+                        cycles += t.trips * add.max(reads) + (t.depth() + 1) * add;
                     } else {
-                        let (adds, muls, par, ii) = inner_ii(k, &l.body);
-                        acc.0 += adds;
-                        acc.1 += muls;
-                        acc.2 = acc.2.max(par);
-                        cycles += trips * ii;
+                        cycles += trips * inner_ii(k, &l.body, acc);
                     }
                 }
                 _ => cycles += 1,
@@ -210,22 +273,23 @@ fn kernel_figures(k: &Kernel, tree: Option<&TreeOf>) -> (usize, usize, usize, u6
         }
         cycles
     }
-    let mut acc = (0, 0, 0, 0);
-    let cycles = walk(k, &k.body, &mut acc, tree);
-    (acc.0, acc.1, acc.2.max(1), cycles)
+    let mut acc = Figures::default();
+    acc.cycles = walk(k, &k.body, &mut acc, tree);
+    acc.parallel = acc.parallel.max(1);
+    acc
 }
 
 /// The per-layer report of `program` as [`compile`] prints it (kernels grouped by
 /// their Darknet layer): ternary sums as adder trees (module `tree`), each `code
-/// bytes` loop at II = max(one fadd, its activation reads).
+/// bytes` loop at II = max(one add, its activation reads).
 pub fn report(program: &Program) -> Report {
     let tree = |k: &Kernel, l: &Loop| tree::analyse(k, l, &program.consts, "r", &|_| String::new(), 0);
     report_with(program, Some(&tree))
 }
 
 /// The report of the accumulation chains the kernel program writes (every `±x` a
-/// dependent fadd: II = the longest chain × [`FADD_LATENCY`]), the structure before
-/// adder trees, to compare with [`report`].
+/// dependent add: II = the longest chain × [`FADD_LATENCY`], or one cycle an integer
+/// add), the structure before adder trees, to compare with [`report`].
 pub fn report_chain(program: &Program) -> Report {
     report_with(program, None)
 }
@@ -235,14 +299,15 @@ fn report_with(program: &Program, tree: Option<&TreeOf>) -> Report {
     let mut seen = vec![false; program.consts.len()];
     for k in &program.kernels {
         let layer = k.layer.unwrap_or(0);
-        let (adders, multipliers, parallel, cycles) = kernel_figures(k, tree);
+        let f = kernel_figures(k, tree);
+        let uses = kernel_buffers(k);
         let (mut rom_bits, mut code_bits) = (0, 0);
-        for n in kernel_buffers(k).2 {
+        for n in uses.tables {
             if std::mem::replace(&mut seen[n], true) {
                 continue;
             }
             let t = &program.consts[n];
-            if t.name == tree::DECODE && tree.is_some() {
+            if tree::is_decode(&t.name) && tree.is_some() {
                 continue; // the tree form decodes codes with ap_uint<2> logic
             }
             let bits = (t.data.len() * t.data.elem().bytes() * 8) as u64;
@@ -253,28 +318,32 @@ fn report_with(program: &Program, tree: Option<&TreeOf>) -> Report {
         }
         match layers.last_mut() {
             Some(l) if l.layer == layer => {
+                l.int8 |= uses.q8;
                 l.kernels += 1;
-                l.adders += adders;
-                l.multipliers += multipliers;
-                l.parallel = l.parallel.max(parallel);
+                l.adders += f.adders;
+                l.int_adders += f.int_adders;
+                l.multipliers += f.multipliers;
+                l.parallel = l.parallel.max(f.parallel);
                 l.rom_bits += rom_bits;
                 l.code_bits += code_bits;
-                l.cycles += cycles;
+                l.cycles += f.cycles;
             }
             _ => layers.push(LayerReport {
                 layer,
                 kind: program.layers.get(layer).map_or_else(String::new, |l| l.kind.clone()),
+                int8: uses.q8,
                 kernels: 1,
-                adders,
-                multipliers,
+                adders: f.adders,
+                int_adders: f.int_adders,
+                multipliers: f.multipliers,
                 rom_bits,
                 code_bits,
-                parallel,
-                cycles,
+                parallel: f.parallel,
+                cycles: f.cycles,
             }),
         }
     }
-    Report { layers }
+    Report { layers, q8_bits: 8 * program.q8_len as u64 }
 }
 
 const AP_INT: &str = r#"/* A stand-in for the Vitis HLS <ap_int.h> with what ternc's HLS code uses:
@@ -343,6 +412,14 @@ pub fn compile(program: &Program, name: &str, stem: &str) -> Result<HlsProject, 
         arena = program.arena_len.max(1),
         no = outs.len(),
     );
+    if program.has_int8() {
+        let _ = writeln!(
+            h,
+            "/* bytes of the on-chip int8 activations (--act i8: each int8 layer's quantized input) */\n\
+             #define {u}_Q8_LEN {}",
+            program.q8_len
+        );
+    }
     for (i, &l) in program.outputs.iter().enumerate() {
         let lay = &program.layers[l];
         let [c, hh, w] = lay.shape;
@@ -366,23 +443,31 @@ pub fn compile(program: &Program, name: &str, stem: &str) -> Result<HlsProject, 
         Buf::Input => "in".to_string(),
         Buf::Arena => "arena".to_string(),
         Buf::Const(n) => format!("{name}_c{n}"),
-        Buf::Q8 => unimplemented!("TODO(int8)"),
+        Buf::Q8 => "q8".to_string(),
     };
-    let trees: RefCell<BTreeSet<usize>> = RefCell::new(BTreeSet::new());
+    // (terms, integer) of every tree the loops call
+    let trees: RefCell<BTreeSet<(usize, bool)>> = RefCell::new(BTreeSet::new());
     let untreed: RefCell<Option<String>> = RefCell::new(None);
     let mut kernels = String::new();
+    let mut calls = String::new();
     for (k, kernel) in program.kernels.iter().enumerate() {
-        let (uses_in, uses_arena, _) = kernel_buffers(kernel);
+        let uses = kernel_buffers(kernel);
         let layer = kernel.layer.map_or(String::new(), |l| format!(" (layer {l})"));
+        // the kernels of int8 layers also take the on-chip int8 activations
+        let (q8_param, q8_arg) = match uses.q8 {
+            true => (format!(", int8_t q8[{u}_Q8_LEN]"), ", q8"),
+            false => (String::new(), ""),
+        };
         let _ = writeln!(
             kernels,
-            "/* k{k}: {}{layer} */\nstatic void {name}_k{k}(const float *in, float *arena) {{",
+            "/* k{k}: {}{layer} */\nstatic void {name}_k{k}(const float *in, float *arena{q8_param}) {{",
             comment(&kernel.name)
         );
-        if !uses_in {
+        let _ = writeln!(calls, "    {name}_k{k}(in, arena{q8_arg});");
+        if !uses.input {
             kernels.push_str("    (void)in;\n");
         }
-        if !uses_arena {
+        if !uses.arena {
             kernels.push_str("    (void)arena;\n");
         }
         let hook = |l: &Loop, indent: usize| {
@@ -391,7 +476,7 @@ pub fn compile(program: &Program, name: &str, stem: &str) -> Result<HlsProject, 
             }
             match tree::analyse(kernel, l, &program.consts, name, &names, indent) {
                 Some(t) => {
-                    trees.borrow_mut().insert(t.terms);
+                    trees.borrow_mut().insert((t.terms, t.int));
                     Some(t.text)
                 }
                 None => {
@@ -431,20 +516,38 @@ pub fn compile(program: &Program, name: &str, stem: &str) -> Result<HlsProject, 
          return ({name}_byte_t)(w >> (lane << 3));\n}}\n\n\
          /* code q (0..3) of a byte */\n\
          static inline {name}_code_t {name}_code({name}_byte_t b, int q) {{\n#pragma HLS INLINE\n    \
-         return ({name}_code_t)(b >> (q << 1));\n}}\n\n\
-         /* a ternary tap: x, -x (a sign flip) or 0, selected by its code; no adder */\n\
-         static inline float {name}_tern({name}_code_t c, float x) {{\n#pragma HLS INLINE\n    \
-         return c == 1 ? x : (c == 3 ? -x : 0.0f);\n}}\n\n",
+         return ({name}_code_t)(b >> (q << 1));\n}}\n\n",
         model = comment(&program.name),
         nk = program.kernels.len(),
     );
-    for &n in trees.borrow().iter() {
-        s.push_str(&tree::tree_fn(name, n));
+    // the float tap, unless every tree is an integer one
+    let (int_trees, float_trees) = (trees.borrow().iter().any(|t| t.1), trees.borrow().iter().any(|t| !t.1));
+    if float_trees || !int_trees {
+        let _ = write!(
+            s,
+            "/* a ternary tap: x, -x (a sign flip) or 0, selected by its code; no adder */\n\
+             static inline float {name}_tern({name}_code_t c, float x) {{\n#pragma HLS INLINE\n    \
+             return c == 1 ? x : (c == 3 ? -x : 0.0f);\n}}\n\n"
+        );
+    }
+    if int_trees {
+        let _ = write!(
+            s,
+            "/* int8 activations (--act i8): a ternary tap of an int8 x is x, -x or 0, in {bits} bits */\n\
+             typedef ap_int<{bits}> {name}_tap_t;\n\n\
+             /* a ternary tap of an int8 activation, selected by its code; no adder */\n\
+             static inline {name}_tap_t {name}_terni({name}_code_t c, {name}_tap_t x) {{\n#pragma HLS INLINE\n    \
+             return c == 1 ? x : (c == 3 ? {name}_tap_t(-x) : {name}_tap_t(0));\n}}\n\n",
+            bits = tree::TAP_BITS,
+        );
+    }
+    for &(n, int) in trees.borrow().iter() {
+        s.push_str(&tree::tree_fn(name, n, int));
     }
     for n in c::used_tables(program) {
         let t = &program.consts[n];
         match &t.data {
-            _ if t.name == tree::DECODE => {} // decoded by {name}_code
+            _ if tree::is_decode(&t.name) => {} // decoded by {name}_code
             ConstData::U8(bytes) => {
                 let words = bytes.len().div_ceil(8);
                 let _ = writeln!(
@@ -500,9 +603,16 @@ pub fn compile(program: &Program, name: &str, stem: &str) -> Result<HlsProject, 
         );
     }
     s.push_str("#pragma HLS INTERFACE s_axilite port=return\n");
-    for k in 0..program.kernels.len() {
-        let _ = writeln!(s, "    {name}_k{k}(in, arena);");
+    if program.has_int8() {
+        // static: on-chip memory under Vitis, not the stack in the C simulation
+        let _ = writeln!(
+            s,
+            "    /* the int8 activations of the int8 layers, on chip (block RAM) */\n    \
+             static int8_t q8[{u}_Q8_LEN];\n\
+             #pragma HLS BIND_STORAGE variable=q8 type=ram_2p impl=bram"
+        );
     }
+    s.push_str(&calls);
     for (i, &(off, len)) in outs.iter().enumerate() {
         let _ = write!(
             s,

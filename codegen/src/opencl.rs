@@ -14,6 +14,13 @@
 //! as one work-item. `#pragma OPENCL FP_CONTRACT OFF` keeps sums in the program's
 //! order; `exp`, `tanh` and `log1p` are OpenCL's (within a few ulp of libm).
 //!
+//! With int8 activations (`--act i8`), every kernel takes a fourth argument
+//! `__global char *restrict q8`: a device buffer of `Program::q8_len` bytes that only
+//! the kernels use (the host never reads it; its part of the host workspace, the
+//! layout shared with the other targets, stays unused).
+//! The int8 kernels sum in `int` (`i16x8`/`i32x4` locals as `short`/`int` lanes),
+//! with `rint` and C casts for the quantization.
+//!
 //! # The host code
 //!
 //! On the first call it picks the platform and device (environment variables
@@ -91,19 +98,21 @@ pub fn kernels_source(program: &Program, name: &str) -> String {
         Buf::Input => "in".to_string(),
         Buf::Arena => "arena".to_string(),
         Buf::Const(n) => format!("c{n}"),
-        Buf::Q8 => unimplemented!("TODO(int8)"),
+        Buf::Q8 => "q8".to_string(),
     };
+    // with int8 layers, every kernel takes the int8 activations as a fourth argument
+    let q8_param = if program.has_int8() { ",\n                 __global char *restrict q8" } else { "" };
     for (k, kernel) in program.kernels.iter().enumerate() {
         let layer = kernel.layer.map_or(String::new(), |l| format!(" (layer {l})"));
         let _ = writeln!(
             s,
-            "/* k{k}: {}{layer} */\n__kernel void k{k}(__global const float *restrict in, __global float *restrict arena,\n                 __global const uchar *restrict consts) {{",
+            "/* k{k}: {}{layer} */\n__kernel void k{k}(__global const float *restrict in, __global float *restrict arena,\n                 __global const uchar *restrict consts{q8_param}) {{",
             comment(&kernel.name)
         );
         if kernel.is_parallel() {
             s.push_str("    const long gid = get_global_id(0), gsz = get_global_size(0);\n");
         }
-        for n in kernel_buffers(kernel).2 {
+        for n in kernel_buffers(kernel).tables {
             let ty = Dialect::OpenCl.elem(program.consts[n].data.elem());
             let _ = writeln!(
                 s,
@@ -174,6 +183,14 @@ pub fn compile(program: &Program, heads: &[DetectHead], name: &str) -> Result<Op
     c::table_values(&mut s, &ConstData::U8(blob.clone()));
     s.push_str("};\n\n");
     let sizes: Vec<String> = program.kernels.iter().map(|k| global_size(k).to_string()).collect();
+    // int8 activations: a device buffer only the kernels use
+    let q8_create = format!(
+        "    {name}_cl.q8 = clCreateBuffer({name}_cl.ctx, CL_MEM_READ_WRITE, {}, NULL, &err);\n    \
+         if (err != CL_SUCCESS) return {name}_fail(\"clCreateBuffer (int8 activations)\", err);\n",
+        program.q8_len.max(1)
+    );
+    let q8_arg =
+        format!("        err |= clSetKernelArg({name}_cl.kernels[k], 3, sizeof(cl_mem), &{name}_cl.q8);\n");
     let outs: Vec<String> = program
         .outputs
         .iter()
@@ -185,7 +202,7 @@ pub fn compile(program: &Program, heads: &[DetectHead], name: &str) -> Result<Op
          static const size_t {name}_global[{n}] = {{{sizes}}};\n\
          static const size_t {name}_outs[{no}][2] = {{{outs}}};\n\n\
          static struct {{\n    int ready;\n    cl_context ctx;\n    cl_command_queue queue;\n    cl_program program;\n    \
-         cl_kernel kernels[{n}];\n    cl_mem in, arena, consts;\n}} {name}_cl;\n\n\
+         cl_kernel kernels[{n}];\n    cl_mem in, arena, consts{q8_mem};\n}} {name}_cl;\n\n\
          static int {name}_fail(const char *what, cl_int err) {{\n    \
          fprintf(stderr, \"{name}: OpenCL: %s failed (error %d)\\n\", what, (int)err);\n    return -1;\n}}\n\n\
          static unsigned {name}_env_index(const char *var) {{\n    \
@@ -221,7 +238,7 @@ pub fn compile(program: &Program, heads: &[DetectHead], name: &str) -> Result<Op
          if (err != CL_SUCCESS) return {name}_fail(\"clCreateBuffer (arena)\", err);\n    \
          {name}_cl.consts = clCreateBuffer({name}_cl.ctx, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, sizeof {name}_consts,\n        \
          (void *){name}_consts, &err);\n    \
-         if (err != CL_SUCCESS) return {name}_fail(\"clCreateBuffer (constants)\", err);\n    \
+         if (err != CL_SUCCESS) return {name}_fail(\"clCreateBuffer (constants)\", err);\n{q8_create}    \
          for (k = 0; k < {n}; k++) {{\n        \
          char kname[32];\n        \
          sprintf(kname, \"k%d\", k);\n        \
@@ -229,7 +246,7 @@ pub fn compile(program: &Program, heads: &[DetectHead], name: &str) -> Result<Op
          if (err != CL_SUCCESS) return {name}_fail(\"clCreateKernel\", err);\n        \
          err = clSetKernelArg({name}_cl.kernels[k], 0, sizeof(cl_mem), &{name}_cl.in);\n        \
          err |= clSetKernelArg({name}_cl.kernels[k], 1, sizeof(cl_mem), &{name}_cl.arena);\n        \
-         err |= clSetKernelArg({name}_cl.kernels[k], 2, sizeof(cl_mem), &{name}_cl.consts);\n        \
+         err |= clSetKernelArg({name}_cl.kernels[k], 2, sizeof(cl_mem), &{name}_cl.consts);\n{q8_arg}        \
          if (err != CL_SUCCESS) return {name}_fail(\"clSetKernelArg\", err);\n    }}\n    \
          {name}_cl.ready = 1;\n    return 0;\n}}\n\n\
          /* Runs every kernel on the device and reads the outputs into the host arena. */\n\
@@ -253,6 +270,9 @@ pub fn compile(program: &Program, heads: &[DetectHead], name: &str) -> Result<Op
         outs = if outs.is_empty() { "{0, 0}".to_string() } else { outs.join(", ") },
         in_bytes = program.input_len() * 4,
         arena_bytes = program.arena_len.max(1) * 4,
+        q8_mem = if program.has_int8() { ", q8" } else { "" },
+        q8_create = if program.has_int8() { q8_create } else { String::new() },
+        q8_arg = if program.has_int8() { q8_arg } else { String::new() },
     );
     s.push_str(&c::api(program, heads, name, &ws, Some(&format!("{name}_cl_run"))));
     Ok(OpenClSource { kernels, host: s, header, workspace_bytes: ws.bytes(), const_bytes: blob.len() })

@@ -12,6 +12,14 @@
 //! a balanced tree (`NAME_treeN`), and one add into the accumulator per iteration.
 //! The loop-carried dependency is then one fadd an iteration instead of `8·G`.
 //!
+//! The int8 packed kernel (`conv_packed_i8`, `--act i8`) has the same loop over
+//! `i32` sums of sign-extended `q8` bytes, its codes decoded through an `i32` table:
+//! it prints the same way with integer types, each tap's `±x` an `ap_int<9>`
+//! (`NAME_terni`), the tree an integer tree as wide as its sum needs
+//! (`NAME_itreeN`: `9 + ⌈log2 N⌉` bits) and the accumulators `int32_t`. An integer
+//! add takes one cycle, so the loop is `PIPELINE II=1` (bound in practice by the
+//! reads of the on-chip `q8` array, which the report counts at two a cycle).
+//!
 //! Anything in the body that does not fit the pattern makes [`analyse`] give up (the
 //! caller reports an error: a packed code ROM cannot be read byte-wise).
 
@@ -23,6 +31,16 @@ use crate::program::*;
 
 /// Name of the 2-bit decode table of the lowering (not used by the tree form).
 pub(crate) const DECODE: &str = "ternary2.decode";
+/// Its `i32` twin, read by the int8 packed kernel (not used by the tree form either).
+pub(crate) const DECODE_I32: &str = "ternary2.decode_i32";
+
+/// Whether table `name` is a decode table the tree form replaces by `ap_uint<2>` logic.
+pub(crate) fn is_decode(name: &str) -> bool {
+    name == DECODE || name == DECODE_I32
+}
+
+/// Bits of an int8 tap `±x` (`x` in −128..127).
+pub(crate) const TAP_BITS: usize = 9;
 
 /// What a tree-printed loop does per iteration (for the report).
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +57,9 @@ pub(crate) struct TreeLoop {
     pub terms: usize,
     /// Activation reads (arena or input) an iteration.
     pub reads: usize,
+    /// Integer sums over int8 activations (reads of the on-chip `q8` array, counted
+    /// in `reads`), rather than float sums.
+    pub int: bool,
 }
 
 impl TreeLoop {
@@ -46,7 +67,8 @@ impl TreeLoop {
     pub fn depth(&self) -> u64 {
         (usize::BITS - (self.terms.max(1) - 1).leading_zeros()) as u64
     }
-    /// Float adders: each tree's `terms − 1` and the accumulate.
+    /// Adders (float, or integer for `int`): each tree's `terms − 1` and the
+    /// accumulate.
     pub fn adders(&self) -> usize {
         self.accs * self.terms
     }
@@ -67,13 +89,14 @@ enum Sym {
     Neg(String, String),
 }
 
-/// Locals whose every assignment is the constant 0.0 (scalar or splatted).
+/// Locals whose every assignment is the constant 0.0 (scalar or splatted) or 0.
 fn zero_locals(k: &Kernel) -> HashSet<u32> {
     fn walk(b: &[Stmt], zero: &mut HashMap<u32, bool>) {
         for st in b {
             match st {
                 Stmt::Assign { dst, expr } => {
-                    let z = matches!(expr, Expr::Copy(Operand::F32(v)) | Expr::Splat(Operand::F32(v)) if *v == 0.0);
+                    let z = matches!(expr, Expr::Copy(Operand::F32(v)) | Expr::Splat(Operand::F32(v)) if *v == 0.0)
+                        || matches!(expr, Expr::Copy(Operand::I32(0)));
                     *zero.entry(dst.0).or_insert(true) &= z;
                 }
                 Stmt::Loop(l) => walk(&l.body, zero),
@@ -124,6 +147,9 @@ pub(crate) fn analyse(
     let mut order: Vec<(u32, usize)> = Vec::new();
     let mut terms: HashMap<(u32, usize), Vec<Term>> = HashMap::new();
     let (mut n, mut reads) = (0usize, 0usize);
+    // integer sums over q8 or float sums over the arena/input, never both
+    let mut int: Option<bool> = None;
+    let mut kind = |is_int: bool| *int.get_or_insert(is_int) == is_int;
     let lanes = |d: Local| k.locals[d.0 as usize].lanes();
     for g in 0..group {
         for st in &l.body {
@@ -132,7 +158,7 @@ pub(crate) fn analyse(
             let is_zero = |o: &Operand, lane: usize, sym: &HashMap<(u32, usize), Sym>| match o {
                 Operand::F32(v) => *v == 0.0,
                 Operand::Local(x) => zeros.contains(&x.0) || sym.get(&(x.0, lane)) == Some(&Sym::Zero),
-                Operand::I32(_) => false,
+                Operand::I32(v) => *v == 0,
             };
             match expr {
                 Expr::Load { buf: Buf::Const(t), index } => {
@@ -149,7 +175,7 @@ pub(crate) fn analyse(
                             );
                             sym.insert((d, 0), Sym::Byte(format!("b{n}")));
                         }
-                        Elem::F32 if table.name == DECODE => {
+                        Elem::F32 | Elem::I32 if is_decode(&table.name) => {
                             let Some(Sym::Byte(b)) = index.dynamic.and_then(|x| sym.get(&(x.0, 0))).cloned()
                             else {
                                 return None;
@@ -173,8 +199,12 @@ pub(crate) fn analyse(
                         _ => return None,
                     }
                 }
-                Expr::Load { buf: b @ (Buf::Arena | Buf::Input), index }
+                Expr::Load { buf: b @ (Buf::Arena | Buf::Input | Buf::Q8), index }
                 | Expr::LoadVec { buf: b @ (Buf::Arena | Buf::Input), index } => {
+                    if !kind(*b == Buf::Q8) {
+                        return None;
+                    }
+                    let ty = if *b == Buf::Q8 { "int8_t" } else { "float" };
                     let tap = match index.dynamic {
                         None => None,
                         Some(x) => match sym.get(&(x.0, 0)) {
@@ -185,7 +215,7 @@ pub(crate) fn analyse(
                     for lane in 0..lanes(*dst) {
                         n += 1;
                         let idx = shifted(&index.add(lane as i64), l.var, l.step, g, tap.as_deref());
-                        let _ = writeln!(body, "{pad}const float x{n} = {}[{idx}];", buf_name(*b));
+                        let _ = writeln!(body, "{pad}const {ty} x{n} = {}[{idx}];", buf_name(*b));
                         sym.insert((d, lane), Sym::X(format!("x{n}")));
                         reads += 1;
                     }
@@ -223,7 +253,10 @@ pub(crate) fn analyse(
                     op: op @ (BinOp::Add | BinOp::Sub),
                     a: Operand::Local(a),
                     b: Operand::Local(p),
-                } if a.0 == d && k.locals[d as usize].is_float() => {
+                } if a.0 == d && matches!(k.locals[d as usize], Ty::F32 | Ty::F32x4 | Ty::I32) => {
+                    if !kind(k.locals[d as usize] == Ty::I32) {
+                        return None;
+                    }
                     for lane in 0..lanes(*dst) {
                         let key = (d, lane);
                         let ts = terms.entry(key).or_default();
@@ -249,6 +282,12 @@ pub(crate) fn analyse(
     }
     let counts: BTreeSet<usize> = terms.values().map(Vec::len).collect();
     let [count] = counts.into_iter().collect::<Vec<_>>()[..] else { return None };
+    let int = int == Some(true);
+    // an integer add takes a cycle; a float add FADD_LATENCY
+    let (ii, tern, tree) = match int {
+        true => (1, "terni", "itree"),
+        false => (crate::hls::FADD_LATENCY, "tern", "tree"),
+    };
     let out = "    ".repeat(indent);
     let v = format!("i{}", l.var.0);
     let mut text = format!(
@@ -257,7 +296,6 @@ pub(crate) fn analyse(
          {out}    #pragma HLS PIPELINE II={ii}\n{body}",
         end = start + trips * l.step,
         step = l.step * group as i64,
-        ii = crate::hls::FADD_LATENCY,
     );
     for key in &order {
         let acc = match k.locals[key.0 as usize] {
@@ -265,8 +303,8 @@ pub(crate) fn analyse(
             _ => format!("l{}", key.0),
         };
         let args: Vec<String> =
-            terms[key].iter().map(|(c, x, _)| format!("{prefix}_tern({c}, {x})")).collect();
-        let _ = writeln!(text, "{out}    {acc} = {acc} + {prefix}_tree{count}({});", args.join(", "));
+            terms[key].iter().map(|(c, x, _)| format!("{prefix}_{tern}({c}, {x})")).collect();
+        let _ = writeln!(text, "{out}    {acc} = {acc} + {prefix}_{tree}{count}({});", args.join(", "));
     }
     let _ = writeln!(text, "{out}}}");
     Some(TreeLoop {
@@ -276,11 +314,13 @@ pub(crate) fn analyse(
         accs: order.len(),
         terms: count,
         reads,
+        int,
     })
 }
 
-/// `static inline float PREFIX_treeN(float a0, ...)`: a balanced tree of adds.
-pub(crate) fn tree_fn(prefix: &str, n: usize) -> String {
+/// `static inline float PREFIX_treeN(float a0, ...)`: a balanced tree of adds; with
+/// `int`, `PREFIX_itreeN` over int8 taps (`PREFIX_tap_t`), as wide as its sum.
+pub(crate) fn tree_fn(prefix: &str, n: usize, int: bool) -> String {
     fn sum(lo: usize, hi: usize) -> String {
         if hi - lo == 1 {
             format!("a{lo}")
@@ -289,11 +329,15 @@ pub(crate) fn tree_fn(prefix: &str, n: usize) -> String {
             format!("({} + {})", sum(lo, mid), sum(mid, hi))
         }
     }
-    let params: Vec<String> = (0..n).map(|i| format!("float a{i}")).collect();
+    let levels = (usize::BITS - (n.max(1) - 1).leading_zeros()) as usize;
+    let (ty, arg, name, what) = match int {
+        true => (format!("ap_int<{}>", TAP_BITS + levels), format!("{prefix}_tap_t"), "itree", "integer "),
+        false => ("float".to_string(), "float".to_string(), "tree", ""),
+    };
+    let params: Vec<String> = (0..n).map(|i| format!("{arg} a{i}")).collect();
     format!(
-        "/* a balanced adder tree of {n} terms ({} levels) */\n\
-         static inline float {prefix}_tree{n}({}) {{\n#pragma HLS INLINE\n    return {};\n}}\n\n",
-        (usize::BITS - (n.max(1) - 1).leading_zeros()),
+        "/* a balanced {what}adder tree of {n} terms ({levels} levels) */\n\
+         static inline {ty} {prefix}_{name}{n}({}) {{\n#pragma HLS INLINE\n    return {};\n}}\n\n",
         params.join(", "),
         sum(0, n)
     )
