@@ -23,7 +23,7 @@ impl Lowerer<'_> {
         let (ep, codes) = epilogue_and_codes(p, rows, cv.ternary, cv.activation);
         if let (Some(codes), Some(step)) = (&codes, self.act_step(i)) {
             let xq = self.quantize(i, x, [cv.pad; 4], step);
-            let geo = ConvGeo::new(cv, xq, out, &self.opts.for_int8());
+            let geo = ConvGeo::new(cv, xq, out, &self.opts.for_int8(out.w));
             let ep = Epilogue { scale: ep.scale.iter().map(|s| s * step).collect(), ..ep };
             match self.opts.ternary {
                 TernaryKernel::Packed => self.conv_packed_i8(i, &geo, codes, &ep),

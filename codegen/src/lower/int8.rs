@@ -31,13 +31,13 @@ pub const SEGMENT_TAPS: usize = 258;
 const QMAX: f32 = 127.0;
 
 impl LowerOptions {
-    /// The options an int8 convolution is tiled with: [`tile_i8`](Self::tile_i8)
-    /// pixels, rows that keep about 12 vector accumulators (`i16x8` and `f32x4`), a
-    /// quarter of the bytes per input element, no channel chunks.
-    pub(super) fn for_int8(&self) -> LowerOptions {
+    /// The options an int8 convolution with `width`-pixel output rows is tiled with:
+    /// [`tile_i8`](Self::tile_i8) pixels, as many rows as keep about 12 `i16x8` sums
+    /// (what the tap loop holds in registers) of the row's first tile, a quarter of
+    /// the bytes per input element, no channel chunks.
+    pub(super) fn for_int8(&self, width: usize) -> LowerOptions {
         let tile = self.tile_i8;
-        // the i16x8 sums are what the tap loop keeps in registers
-        let per_row = tile.div_ceil(8).max(1);
+        let per_row = tile.min(width).div_ceil(8).max(1);
         LowerOptions {
             tile,
             tile_rows: if self.tile_rows > 0 { self.tile_rows } else { (12 / per_row).clamp(1, 4) },

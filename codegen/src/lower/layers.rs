@@ -21,7 +21,8 @@ impl Lowerer<'_> {
         };
         let mut kb = KernelBuilder::new(format!("maxpool {i}"), Some(i));
         let (m, t) = (kb.local(Ty::F32), kb.local(Ty::F32));
-        kb.for_range(0, idx(out.c), 1, "c", |kb, c| {
+        // channels split across threads (yolov3-tiny's first maxpool reads 11 MB)
+        kb.for_parallel(0, idx(out.c), 1, "c", |kb, c| {
             kb.for_range(0, idx(out.h), 1, "oy", |kb, oy| {
                 kb.for_range(0, idx(out.w), 1, "ox", |kb, ox| {
                     let corner = x.at(&c, &oy.scaled(idx(p.stride_y)), &ox.scaled(idx(p.stride_x)));
