@@ -1,5 +1,5 @@
 //! The JIT backend against the reference interpreter on every bundled cfg (small
-//! inputs, float and fully ternarized), and on each layer type and activation the
+//! inputs, float, fully ternarized, and fully ternarized with int8 activations), and on each layer type and activation the
 //! JIT added after the first detectors, on edge shapes: all activations (scalar and
 //! lane-by-lane vector forms), weighted, multi-input and strided shortcuts, reorg3d and
 //! reverse reorg, scale_channels, sam, softmax, connected (float and ternary, with
@@ -16,6 +16,7 @@ use ternc_ir::{Activation, Graph};
 use ternc_passes::spec::Spec;
 use ternc_passes::ternarize::{self, Scope};
 use ternc_runtime::jit::JitModel;
+use ternc_runtime::quant::{self, ActScales};
 use ternc_runtime::{Reference, Tensor};
 
 fn graph(name: &str, text: &str, seed: u64) -> Graph {
@@ -80,15 +81,33 @@ struct Report {
 ///   and the heads within [`TOL`] too (summation order differences compound through
 ///   the network, so this needs well-conditioned weights: see [`damp_residuals`]).
 ///
+/// With `int8` steps (W2A8), both sides quantize the ternary layers' inputs: isolated
+/// layers still agree within [`TOL`] (the same inputs quantize to the same integers),
+/// but in the chained run a value within rounding noise of a quantization boundary
+/// may round to neighbouring codes on the two sides, and the one-step difference
+/// spreads through the later layers: there the bound is [`INT8_CHAINED_TOL`].
+///
 /// `Err` says which layer differs (or why the JIT could not compile).
-fn try_compare(what: &str, g: &Graph, opts: &LowerOptions, x: &Tensor) -> Result<Report, String> {
+fn try_compare(
+    what: &str,
+    g: &Graph,
+    opts: &LowerOptions,
+    x: &Tensor,
+    int8: Option<&ActScales>,
+) -> Result<Report, String> {
     let t = Instant::now();
     let mut want = Vec::new();
-    let ref_heads = Reference::new(g, 1).unwrap().run(x, |d| want.push(d.output.clone())).unwrap();
+    let reference = Reference::new(g, 1).unwrap();
+    let reference = match int8 {
+        Some(s) => reference.with_act_scales(s.clone()),
+        None => reference,
+    };
+    let ref_heads = reference.run(x, |d| want.push(d.output.clone())).unwrap();
     let reference_s = t.elapsed().as_secs_f64();
     let t = Instant::now();
     let prepared = prepare(g).map_err(|e| format!("{what}: {e}"))?;
-    let program = lower(&prepared, opts).map_err(|e| format!("{what}: {e}"))?;
+    let opts = LowerOptions { act_steps: int8.map(|s| s.steps.clone()).unwrap_or_default(), ..opts.clone() };
+    let program = lower(&prepared, &opts).map_err(|e| format!("{what}: {e}"))?;
     let lower_s = t.elapsed().as_secs_f64();
     let code = cranelift::compile(&program).map_err(|e| format!("{what}: {e}"))?;
     let compile_s = t.elapsed().as_secs_f64();
@@ -111,7 +130,8 @@ fn try_compare(what: &str, g: &Graph, opts: &LowerOptions, x: &Tensor) -> Result
     };
     let mut report = Report { compile_s, lower_s, reference_s, ..Default::default() };
     let check = |e: f64, i: usize, how: &str| {
-        if e > TOL || e.is_nan() {
+        let tol = if int8.is_some() && how != "isolated" { INT8_CHAINED_TOL } else { TOL };
+        if e > tol || e.is_nan() {
             return Err(format!(
                 "{what}: layer {i} ({}) differs by {e:.3e} relative ({how}; kernels {})",
                 g.layer(i).op.type_name(),
@@ -120,7 +140,8 @@ fn try_compare(what: &str, g: &Graph, opts: &LowerOptions, x: &Tensor) -> Result
         }
         Ok(e)
     };
-    let mut arena = vec![f32::NAN; program.arena_len];
+    // (the whole workspace: the arena, then int8 activations)
+    let mut arena = vec![f32::NAN; code.buffer_lens().1];
     for i in 0..n {
         if program.layers[i].shape != want[i].shape.to_array() {
             return Err(format!(
@@ -162,8 +183,11 @@ fn try_compare(what: &str, g: &Graph, opts: &LowerOptions, x: &Tensor) -> Result
 
 fn compare(what: &str, g: &Graph, opts: &LowerOptions) {
     let x = input(g, 3, 0.0, 1.0);
-    try_compare(what, g, opts, &x).unwrap_or_else(|e| panic!("{e}"));
+    try_compare(what, g, opts, &x, None).unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// [`try_compare`]'s bound on chained int8 layers (yolov3-voc ends up 8% apart).
+const INT8_CHAINED_TOL: f64 = 0.15;
 
 // ---------------------------------------------------------------------------
 // Every bundled cfg
@@ -313,7 +337,7 @@ fn check_cfg(path: &Path, checked: &Checked) -> (String, Vec<String>) {
     damp_residuals(&mut g);
     let x = input(&g, 3, 0.0, 1.0);
     let opts = sweep_options();
-    let float = try_compare(&format!("{name} float"), &g, &opts, &x);
+    let float = try_compare(&format!("{name} float"), &g, &opts, &x, None);
     let mut t = ternarized(g, Scope::Layer);
     t.name.clear();
     let dump = t.dump();
@@ -325,9 +349,15 @@ fn check_cfg(path: &Path, checked: &Checked) -> (String, Vec<String>) {
         }
         same
     };
-    let ternary = match &same {
-        Some(_) => Ok(Report::default()),
-        None => try_compare(&format!("{name} ternary"), &t, &opts, &x),
+    let (ternary, int8) = match &same {
+        Some(_) => (Ok(Report::default()), Ok(Report::default())),
+        None => {
+            let scales = quant::calibrate(&t, &[input(&t, 5, 0.0, 1.0)], 1).unwrap();
+            (
+                try_compare(&format!("{name} ternary"), &t, &opts, &x, None),
+                try_compare(&format!("{name} ternary int8"), &t, &opts, &x, Some(&scales)),
+            )
+        }
     };
     let show = |r: &Result<Report, String>, same: Option<&String>| match (r, same) {
         (Ok(_), Some(s)) => format!("the graph checked for {s}"),
@@ -338,15 +368,16 @@ fn check_cfg(path: &Path, checked: &Checked) -> (String, Vec<String>) {
         (Err(_), _) => "error".to_string(),
     };
     let line = format!(
-        "{name} at {size}{}: float {}; ternary {}; {:.1} s",
+        "{name} at {size}{}: float {}; ternary {}; int8 {}; {:.1} s",
         if narrow { format!(", filters/{NARROW}") } else { String::new() },
         show(&float, None),
         show(&ternary, same.as_ref()),
+        show(&int8, same.as_ref()),
         start.elapsed().as_secs_f64()
     );
     let expected = UNSUPPORTED.iter().find(|u| u.0 == name);
     let mut failures = Vec::new();
-    for r in [float, ternary] {
+    for r in [float, ternary, int8] {
         match (r, expected) {
             (Ok(_), None) => {}
             (Err(e), Some((_, why))) if e.contains(why) => {}
@@ -408,7 +439,7 @@ fn every_activation() {
         g.params.layer_mut(6).weights.iter_mut().for_each(|w| *w *= 4.0);
         let x = input(&g, 9, -30.0, 30.0);
         let check = |what: String, g: &Graph, opts: &LowerOptions| {
-            try_compare(&what, g, opts, &x).unwrap_or_else(|e| panic!("{e}"));
+            try_compare(&what, g, opts, &x, None).unwrap_or_else(|e| panic!("{e}"));
         };
         for vectors in [true, false] {
             let opts = LowerOptions { vectors, tile: 6, ..Default::default() };
