@@ -51,6 +51,19 @@ fn cross_run(model: &str, size: usize, target: Target, thresh: f32) {
 /// [`cross_run`] with extra `ternc compile` arguments; returns the object's size in
 /// bytes (`None` when the tools are missing and the run was skipped).
 fn cross_run_with(model: &str, size: usize, target: Target, thresh: f32, extra: &[&str]) -> Option<u64> {
+    cross_run_opts(model, size, target, thresh, extra, false)
+}
+
+/// [`cross_run_with`]; `no_threads`: the client runs with a `pthread_create` that
+/// always fails (`LD_PRELOAD`, host only), so every part runs on the calling thread.
+fn cross_run_opts(
+    model: &str,
+    size: usize,
+    target: Target,
+    thresh: f32,
+    extra: &[&str],
+    no_threads: bool,
+) -> Option<u64> {
     let (cc, runner): (&str, Vec<String>) = match target {
         Target::Host => ("cc", vec![]),
         Target::Aarch64 => (
@@ -93,6 +106,20 @@ fn cross_run_with(model: &str, size: usize, target: Target, thresh: f32, extra: 
     if int8 {
         assert!(stderr.contains("take int8 inputs"), "{what}: no int8 layers: {stderr}");
     }
+    let threads = extra.windows(2).find(|w| w[0] == "--threads").map(|w| w[1]);
+    let header = std::fs::read_to_string(prefix.with_extension("h")).unwrap();
+    match threads {
+        Some(n) if n != "1" => {
+            assert!(header.contains("-lpthread"), "{what}: {header}");
+            assert!(header.contains(&format!("#define NET_THREADS {n}\n")), "{what}: {header}");
+            if have("nm") {
+                let nm = Command::new("nm").arg("-u").arg(prefix.with_extension("o")).output().unwrap();
+                let undefined = String::from_utf8_lossy(&nm.stdout);
+                assert!(undefined.contains("pthread_create"), "{what}: undefined symbols {undefined}");
+            }
+        }
+        _ => assert!(header.contains("needs only libc and libm"), "{what}: {header}"),
+    }
 
     // the reference on the same model
     let mut g = parse_cfg_text(Path::new(model), &text).unwrap().graph;
@@ -118,7 +145,7 @@ fn cross_run_with(model: &str, size: usize, target: Target, thresh: f32, extra: 
         .arg(prefix.with_extension("h"))
         .arg(root().join("tests/data/llvm_client.c"))
         .arg(prefix.with_extension("o"))
-        .args(["-lm", "-o"])
+        .args(if threads.is_some() { &["-lm", "-lpthread", "-o"][..] } else { &["-lm", "-o"][..] })
         .arg(&client)
         .status()
         .unwrap();
@@ -132,6 +159,25 @@ fn cross_run_with(model: &str, size: usize, target: Target, thresh: f32, extra: 
         }
         None => Command::new(&client),
     };
+    if no_threads {
+        assert!(matches!(target, Target::Host), "LD_PRELOAD runs on the host only");
+        let shim = dir.path().join("no_threads.c");
+        std::fs::write(
+            &shim,
+            "#include <stdio.h>\n\
+             int pthread_create(void *t, const void *a, void *(*f)(void *), void *x) {\n\
+             \x20   static int said;\n\
+             \x20   (void)t; (void)a; (void)f; (void)x;\n\
+             \x20   if (!said++) fputs(\"pthread_create refused\\n\", stderr);\n\
+             \x20   return 11; /* EAGAIN */\n\
+             }\n",
+        )
+        .unwrap();
+        let lib = dir.path().join("libno_threads.so");
+        let status = Command::new(cc).args(["-shared", "-fPIC", "-o"]).arg(&lib).arg(&shim).status().unwrap();
+        assert!(status.success(), "{what}: building the pthread_create shim failed");
+        cmd.env("LD_PRELOAD", &lib);
+    }
     let run = cmd.arg(&bin).arg(&out_prefix).args([thresh.to_string(), NMS.to_string()]).output().unwrap();
     assert!(
         run.status.success(),
@@ -139,6 +185,10 @@ fn cross_run_with(model: &str, size: usize, target: Target, thresh: f32, extra: 
         run.status,
         String::from_utf8_lossy(&run.stderr)
     );
+    if no_threads {
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(stderr.contains("pthread_create refused"), "{what}: the stub was not called: {stderr}");
+    }
     for (i, (l, want)) in heads.iter().enumerate() {
         let bytes = std::fs::read(format!("{}.{i}.bin", out_prefix.display())).unwrap();
         let got: Vec<f32> = bytes.chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
@@ -228,6 +278,52 @@ fn yolov2_tiny_voc_aarch64_int8() {
 #[test]
 fn yolov3_tiny_host_int8_packed_weights() {
     cross_run_with("yolov3-tiny.cfg", 64, Target::Host, 0.3, &["--act", "i8", "--weights-form", "packed"]);
+}
+
+/// `--threads 3`: each parallel kernel split in 3 parts, two on new threads; the
+/// outputs are the reference's (the parts write disjoint elements).
+#[test]
+fn yolov3_tiny_host_threads() {
+    cross_run_with("yolov3-tiny.cfg", 64, Target::Host, 0.3, &["--threads", "3"]);
+}
+
+#[test]
+fn yolov3_tiny_aarch64_threads() {
+    cross_run_with("yolov3-tiny.cfg", 64, Target::Aarch64, 0.3, &["--threads", "3"]);
+}
+
+#[test]
+fn yolov2_tiny_voc_host_int8_threads() {
+    cross_run_with("yolov2-tiny-voc.cfg", 96, Target::Host, 0.02, &["--act", "i8", "--threads", "2"]);
+}
+
+/// `pthread_create` failing (a preloaded stub): every part runs on the calling thread,
+/// with the same outputs.
+#[test]
+fn yolov3_tiny_host_threads_without_pthread_create() {
+    cross_run_opts("yolov3-tiny.cfg", 64, Target::Host, 0.3, &["--threads", "4"], true);
+}
+
+#[test]
+fn bad_threads_are_input_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = root().join("models/darknet/yolov3-tiny.cfg");
+    for args in [&["--threads", "0"][..], &["--threads", "100000"], &["--threads", "2", "--target", "c"]] {
+        let out = Command::cargo_bin("ternc")
+            .unwrap()
+            .arg("compile")
+            .arg(&cfg)
+            .args(args)
+            .arg("-o")
+            .arg(dir.path().join("x"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.contains("--threads"), "{args:?}: {stderr}");
+    }
+    assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "no output");
 }
 
 #[test]

@@ -5,11 +5,13 @@
 //!
 //! - every constant table as a private constant global (64-byte aligned; `u8` tables
 //!   stay packed, one byte an element);
-//! - one internal function per kernel, `void kN(const float *input, float *arena)`,
-//!   with the same semantics as the Cranelift backend (`crate::cranelift`). Parallel
-//!   loops run all their iterations (the object is single-threaded for now). Kernels
-//!   are `noinline` so each keeps its own symbol (`NAME_kN_<kernel name>`), which the
-//!   instruction-mix tests and profilers rely on;
+//! - one internal function per kernel, `void kN(const float *input, float *arena,
+//!   int64_t part, int64_t parts)`, with the same semantics as the Cranelift backend
+//!   (`crate::cranelift`): compiled for more than one thread, its parallel loops run
+//!   only part `part` of `parts` of their iterations; single-threaded, they run all
+//!   of them (and the last two arguments are unused). Kernels are `noinline` so each
+//!   keeps its own symbol (`NAME_kN_<kernel name>`), which the instruction-mix tests
+//!   and profilers rely on;
 //! - `size_t NAME_workspace_size(void)`, `size_t NAME_output_size(int i)`,
 //!   `int NAME_run(const float *input, float *const *outputs, void *workspace)` and
 //!   `int NAME_detect(const float *input, void *workspace, float thresh, float nms,
@@ -19,6 +21,17 @@
 //! scratch), then the int8 activations `q8` at [`Program::q8_offset`] (W2A8 programs
 //! only), then, for `detect`, room for candidate boxes and their order. Nothing
 //! else is written: no globals, no allocation, so the functions are reentrant.
+//!
+//! # Threads
+//!
+//! [`compile`] makes a single-threaded object that needs only libc and libm.
+//! [`compile_threaded`] with `threads > 1` (`ternc compile --threads N`) runs every
+//! kernel that has parallel loops ([`Kernel::is_parallel`]) as `threads` parts:
+//! `pthread_create` for parts 1.., part 0 on the calling thread, `pthread_join` of
+//! all before the next kernel. The threads' arguments live in arrays on the calling
+//! thread's stack, so the functions stay reentrant, without globals or allocation;
+//! a part whose thread cannot be created runs on the calling thread. Such an object
+//! needs `-lpthread` (glibc before 2.34; its header says so).
 //!
 //! # The translation
 //!
@@ -309,19 +322,38 @@ pub struct Object {
     pub timings: [std::time::Duration; 3],
 }
 
+/// Threads an object may split a kernel into at most (`compile_threaded`).
+pub const MAX_THREADS: usize = 1024;
+
 /// Compiles `program` (with `heads` for `NAME_detect`) into an object file for
-/// `target`, exporting `NAME_run` etc.
+/// `target`, exporting `NAME_run` etc. Single-threaded: needs only libc and libm.
 pub fn compile(
     program: &Program,
     heads: &[DetectHead],
     name: &str,
     target: &TargetSpec,
 ) -> Result<Object, CodegenError> {
+    compile_threaded(program, heads, name, target, 1)
+}
+
+/// [`compile`], with `NAME_run` and `NAME_detect` running each kernel that has
+/// parallel loops on `threads` threads (1..=[`MAX_THREADS`]; 1: no threads, as
+/// [`compile`]). More than one thread needs pthreads (see the [module docs](self)).
+pub fn compile_threaded(
+    program: &Program,
+    heads: &[DetectHead],
+    name: &str,
+    target: &TargetSpec,
+    threads: usize,
+) -> Result<Object, CodegenError> {
+    if !(1..=MAX_THREADS).contains(&threads) {
+        return Err(CodegenError::Invalid(format!("{threads} threads: 1 to {MAX_THREADS}")));
+    }
     crate::c::check_heads(program, heads)?;
     let machine = target.machine()?;
     let t0 = std::time::Instant::now();
     let context = Context::create();
-    let module = build_module(&context, program, heads, name)?;
+    let module = build_module(&context, program, heads, name, threads)?;
     module.set_triple(&machine.get_triple());
     module.set_data_layout(&machine.get_target_data().get_data_layout());
     module.verify().map_err(|e| err(e.to_string()))?;
@@ -334,7 +366,7 @@ pub fn compile(
     let ws = Workspace::new(program, heads);
     Ok(Object {
         bytes: buf.as_slice().to_vec(),
-        header: header(program, name),
+        header: header_threaded(program, name, threads),
         workspace_bytes: ws.bytes(),
         timings: [t1 - t0, t2 - t1, t2.elapsed()],
     })
@@ -343,13 +375,42 @@ pub fn compile(
 /// The textual LLVM IR of the module before optimisation (for debugging and tests).
 pub fn llvm_ir(program: &Program, heads: &[DetectHead], name: &str) -> Result<String, CodegenError> {
     let context = Context::create();
-    let module = build_module(&context, program, heads, name)?;
+    let module = build_module(&context, program, heads, name, 1)?;
     module.verify().map_err(|e| err(e.to_string()))?;
     Ok(module.print_to_string().to_string())
 }
 
 /// The C header of an object compiled with `name`.
 pub fn header(program: &Program, name: &str) -> String {
+    header_threaded(program, name, 1)
+}
+
+/// The C header of an object compiled with `name` for `threads` threads: beyond one,
+/// it says to link with `-lpthread` and defines `UNAME_THREADS`.
+pub fn header_threaded(program: &Program, name: &str, threads: usize) -> String {
+    let text = header_text(program, name);
+    if threads <= 1 {
+        return text;
+    }
+    let u = name.to_ascii_uppercase();
+    text.replacen(
+        "needs only libc and libm. */",
+        &format!(
+            "needs libc, libm and pthreads: link with -lpthread.\n   \
+             Built with --threads {threads}: {name}_run and {name}_detect run each parallel kernel on\n   \
+             {threads} threads (pthread_create, then join; a part whose thread cannot be created runs\n   \
+             on the calling thread). */"
+        ),
+        1,
+    )
+    .replacen(
+        &format!("#define {u}_NUM_OUTPUTS"),
+        &format!("#define {u}_THREADS {threads}\n#define {u}_NUM_OUTPUTS"),
+        1,
+    )
+}
+
+fn header_text(program: &Program, name: &str) -> String {
     let u = name.to_ascii_uppercase();
     let [c, h, w] = program.input_shape;
     let guard = format!("{u}_H");
@@ -414,6 +475,7 @@ fn build_module<'ctx>(
     program: &Program,
     heads: &[DetectHead],
     name: &str,
+    threads: usize,
 ) -> Result<Module<'ctx>, CodegenError> {
     let c = Cx { cx, module: cx.create_module(name), b: cx.create_builder() };
     let f32t = cx.f32_type();
@@ -444,7 +506,8 @@ fn build_module<'ctx>(
 
     // kernels
     let fptr = f32t.ptr_type(gen);
-    let kty = cx.void_type().fn_type(&[fptr.into(), fptr.into()], false);
+    // (input, arena, part, parts)
+    let kty = cx.void_type().fn_type(&[fptr.into(), fptr.into(), i64t.into(), i64t.into()], false);
     let noalias = cx.create_enum_attribute(Attribute::get_named_enum_kind_id("noalias"), 0);
     let nocapture = cx.create_enum_attribute(Attribute::get_named_enum_kind_id("nocapture"), 0);
     let readonly = cx.create_enum_attribute(Attribute::get_named_enum_kind_id("readonly"), 0);
@@ -461,7 +524,7 @@ fn build_module<'ctx>(
         f.add_attribute(AttributeLoc::Param(0), readonly);
         f.add_attribute(AttributeLoc::Function, noinline);
         f.add_attribute(AttributeLoc::Function, nounwind);
-        KernelTx::build(&c, program, kernel, f, &tables).map_err(|e| match e {
+        KernelTx::build(&c, program, kernel, f, &tables, threads > 1).map_err(|e| match e {
             CodegenError::Backend { backend, msg } => {
                 CodegenError::Backend { backend, msg: format!("kernel k{k} \"{}\": {msg}", kernel.name) }
             }
@@ -500,14 +563,10 @@ fn build_module<'ctx>(
     c.b.build_switch(arg, none, &cases).or_err()?;
 
     // an internal function running every kernel: (input, arena)
-    let all = c.module.add_function(&format!("{name}_kernels"), kty, Some(Linkage::Internal));
+    let all_ty = cx.void_type().fn_type(&[fptr.into(), fptr.into()], false);
+    let all = c.module.add_function(&format!("{name}_kernels"), all_ty, Some(Linkage::Internal));
     all.add_attribute(AttributeLoc::Function, nounwind);
-    c.b.position_at_end(cx.append_basic_block(all, "entry"));
-    let (input, arena) = (param_ptr(all, 0), param_ptr(all, 1));
-    for f in &kfns {
-        c.b.build_call(*f, &[input.into(), arena.into()], "").or_err()?;
-    }
-    c.b.build_return(None).or_err()?;
+    build_kernels(&c, program, name, all, &kfns, threads)?;
 
     // NAME_run
     let run_ty = i32t.fn_type(&[fptr.into(), fptr.ptr_type(gen).into(), vptr.into()], false);
@@ -554,6 +613,9 @@ struct KernelTx<'a, 'ctx> {
     arena: PointerValue<'ctx>,
     /// `q8`: the workspace's bytes from `Program::q8_offset` on.
     q8: PointerValue<'ctx>,
+    /// Whether parallel loops run only the share of part `part` of `parts` (the
+    /// kernel's last two arguments); else they run every iteration.
+    threaded: bool,
 }
 
 impl<'a, 'ctx> KernelTx<'a, 'ctx> {
@@ -563,6 +625,7 @@ impl<'a, 'ctx> KernelTx<'a, 'ctx> {
         kernel: &'a Kernel,
         f: FunctionValue<'ctx>,
         tables: &'a [PointerValue<'ctx>],
+        threaded: bool,
     ) -> Result<(), CodegenError> {
         let cx = c.cx;
         c.b.position_at_end(cx.append_basic_block(f, "entry"));
@@ -597,6 +660,7 @@ impl<'a, 'ctx> KernelTx<'a, 'ctx> {
             input: param_ptr(f, 0),
             arena: param_ptr(f, 1),
             q8,
+            threaded,
         };
         tx.block(&kernel.body)?;
         c.b.build_return(None).or_err()?;
@@ -949,19 +1013,46 @@ impl<'a, 'ctx> KernelTx<'a, 'ctx> {
         })
     }
 
+    /// This call's share of a parallel loop of `n` iterations: iterations
+    /// `[n·part/parts, n·(part+1)/parts)`, as loop-variable values (as the JIT).
+    fn share(&self, l: &Loop, n: i64) -> Result<(IntValue<'ctx>, IntValue<'ctx>), CodegenError> {
+        let Bound::Const(first) = l.start else {
+            return Err(err("a parallel loop with table bounds"));
+        };
+        let b = &self.c.b;
+        let i64t = self.c.cx.i64_type();
+        let k = |v: i64| i64t.const_int(v as u64, true);
+        let (part, parts) = (
+            self.f.get_nth_param(2).expect("part").into_int_value(),
+            self.f.get_nth_param(3).expect("parts").into_int_value(),
+        );
+        let at = |t: IntValue<'ctx>| -> Result<IntValue<'ctx>, CodegenError> {
+            let i = b.build_int_mul(t, k(n), "").or_err()?;
+            let i = b.build_int_unsigned_div(i, parts, "").or_err()?;
+            let i = b.build_int_mul(i, k(l.step), "").or_err()?;
+            b.build_int_add(i, k(first), "").or_err()
+        };
+        let next = b.build_int_add(part, k(1), "").or_err()?;
+        Ok((at(part)?, at(next)?))
+    }
+
     fn emit_loop(&mut self, l: &Loop) -> Result<(), CodegenError> {
         if l.const_trips() == Some(0) {
             return Ok(());
         }
         let cx = self.c.cx;
         let i64t = cx.i64_type();
-        let (start, end) = (self.bound(l.start)?, self.bound(l.end)?);
+        let shared = l.parallel && self.threaded;
+        let (start, end) = match l.const_trips() {
+            Some(n) if shared => self.share(l, n)?,
+            _ => (self.bound(l.start)?, self.bound(l.end)?),
+        };
         let counter = self.counters[l.var.0 as usize];
         let b = &self.c.b;
         b.build_store(counter, start).or_err()?;
         let body = cx.append_basic_block(self.f, "body");
         let exit = cx.append_basic_block(self.f, "exit");
-        if l.const_trips().is_none() {
+        if l.const_trips().is_none() || shared {
             let go = b.build_int_compare(IntPredicate::SLT, start, end, "").or_err()?;
             b.build_conditional_branch(go, body, exit).or_err()?;
         } else {
@@ -980,6 +1071,147 @@ impl<'a, 'ctx> KernelTx<'a, 'ctx> {
         b.position_at_end(exit);
         Ok(())
     }
+}
+
+// ---------------------------------------------------------------------------
+// Running the kernels, on threads with --threads
+
+/// The body of `NAME_kernels(input, arena)`: every kernel in order. With more than one
+/// thread, a kernel with parallel loops runs as `threads` parts: parts 1.. on new
+/// threads (`pthread_create` of the kernel's trampoline `NAME_kN_part`, its
+/// arguments in a stack array), part 0 on the calling thread, then every thread is
+/// joined before the next kernel. A part whose thread cannot be created runs at once
+/// on the calling thread (the parts write disjoint elements, so any order is right).
+fn build_kernels<'ctx>(
+    c: &Cx<'ctx>,
+    program: &Program,
+    name: &str,
+    all: FunctionValue<'ctx>,
+    kfns: &[FunctionValue<'ctx>],
+    threads: usize,
+) -> Result<(), CodegenError> {
+    let cx = c.cx;
+    let gen = AddressSpace::default();
+    let (i32t, i64t, i8p) = (cx.i32_type(), cx.i64_type(), cx.i8_type().ptr_type(gen));
+    let fptr = cx.f32_type().ptr_type(gen);
+    let k64 = |v: u64| i64t.const_int(v, false);
+    let nounwind = cx.create_enum_attribute(Attribute::get_named_enum_kind_id("nounwind"), 0);
+    let threaded = threads > 1 && program.kernels.iter().any(Kernel::is_parallel);
+    // a part's arguments: { input, arena, part, parts }
+    let args_ty = cx.struct_type(&[fptr.into(), fptr.into(), i64t.into(), i64t.into()], false);
+    let part_ty = i8p.fn_type(&[i8p.into()], false);
+    let (create, join) = if threaded {
+        // pthread_t is an unsigned long (glibc) or a pointer (musl): 64 bits on LP64
+        let create = c.module.add_function(
+            "pthread_create",
+            i32t.fn_type(
+                &[i64t.ptr_type(gen).into(), i8p.into(), part_ty.ptr_type(gen).into(), i8p.into()],
+                false,
+            ),
+            Some(Linkage::External),
+        );
+        let join = c.module.add_function(
+            "pthread_join",
+            i32t.fn_type(&[i64t.into(), i8p.ptr_type(gen).into()], false),
+            Some(Linkage::External),
+        );
+        join.add_attribute(AttributeLoc::Function, nounwind);
+        (Some(create), Some(join))
+    } else {
+        (None, None)
+    };
+
+    // a trampoline per parallel kernel: void *NAME_kN_part(void *args)
+    let mut parts = vec![None; kfns.len()];
+    if threaded {
+        for (k, (kernel, &f)) in program.kernels.iter().zip(kfns).enumerate() {
+            if !kernel.is_parallel() {
+                continue;
+            }
+            let t = c.module.add_function(&format!("{name}_k{k}_part"), part_ty, Some(Linkage::Internal));
+            t.add_attribute(AttributeLoc::Function, nounwind);
+            c.b.position_at_end(cx.append_basic_block(t, "entry"));
+            let a = c.b.build_pointer_cast(param_ptr(t, 0), args_ty.ptr_type(gen), "args").or_err()?;
+            let mut vals: Vec<BasicMetadataValueEnum> = Vec::with_capacity(4);
+            for field in 0..4 {
+                let p = c.b.build_struct_gep(a, field, "").or_err()?;
+                vals.push(c.b.build_load(p, "").or_err()?.into());
+            }
+            c.b.build_call(f, &vals, "").or_err()?;
+            c.b.build_return(Some(&i8p.const_null())).or_err()?;
+            parts[k] = Some(t);
+        }
+    }
+
+    c.b.position_at_end(cx.append_basic_block(all, "entry"));
+    let fb = Fb { c, f: all };
+    let b = &c.b;
+    let (input, arena) = (param_ptr(all, 0), param_ptr(all, 1));
+    let n = threads as u64;
+    let (tids, args, started) = if threaded {
+        // the stack arrays, in the entry block (allocated once)
+        let others = n - 1;
+        (
+            b.build_array_alloca(i64t, k64(others), "tids").or_err()?,
+            b.build_array_alloca(args_ty, k64(others), "args").or_err()?,
+            b.build_array_alloca(cx.bool_type(), k64(others), "started").or_err()?,
+        )
+    } else {
+        (i64t.ptr_type(gen).const_null(), args_ty.ptr_type(gen).const_null(), i8p.const_null())
+    };
+    for (k, &f) in kfns.iter().enumerate() {
+        let (Some(part), Some(create), Some(join)) = (parts[k], create, join) else {
+            b.build_call(f, &[input.into(), arena.into(), k64(0).into(), k64(1).into()], "").or_err()?;
+            continue;
+        };
+        // parts 1..n on new threads
+        fb.for_range(k64(1), k64(n), &mut |t| {
+            let slot = b.build_int_sub(t, k64(1), "").or_err()?;
+            let a = fb.gep(args, slot)?;
+            for (field, v) in [input.into(), arena.into(), t.into(), k64(n).into()].into_iter().enumerate() {
+                let v: BasicValueEnum = v;
+                b.build_store(b.build_struct_gep(a, field as u32, "").or_err()?, v).or_err()?;
+            }
+            let raw = b.build_pointer_cast(a, i8p, "").or_err()?;
+            let rc = b
+                .build_call(
+                    create,
+                    &[
+                        fb.gep(tids, slot)?.into(),
+                        i8p.const_null().into(),
+                        part.as_global_value().as_pointer_value().into(),
+                        raw.into(),
+                    ],
+                    "",
+                )
+                .or_err()?
+                .try_as_basic_value()
+                .basic()
+                .ok_or_else(|| err("pthread_create"))?
+                .into_int_value();
+            let ok = b.build_int_compare(IntPredicate::EQ, rc, i32t.const_zero(), "").or_err()?;
+            b.build_store(fb.gep(started, slot)?, ok).or_err()?;
+            let failed = b.build_not(ok, "").or_err()?;
+            // no thread: this part runs here, now
+            fb.if_(failed, &mut || {
+                b.build_call(f, &[input.into(), arena.into(), t.into(), k64(n).into()], "").or_err()?;
+                Ok(())
+            })
+        })?;
+        // part 0 here
+        b.build_call(f, &[input.into(), arena.into(), k64(0).into(), k64(n).into()], "").or_err()?;
+        fb.for_range(k64(1), k64(n), &mut |t| {
+            let slot = b.build_int_sub(t, k64(1), "").or_err()?;
+            let ok = fb.load_int(fb.gep(started, slot)?)?;
+            fb.if_(ok, &mut || {
+                let tid = fb.load_int(fb.gep(tids, slot)?)?;
+                b.build_call(join, &[tid.into(), i8p.ptr_type(gen).const_null().into()], "").or_err()?;
+                Ok(())
+            })
+        })?;
+    }
+    b.build_return(None).or_err()?;
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------

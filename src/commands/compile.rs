@@ -77,6 +77,11 @@ pub struct Args {
     pub weights_form: Option<WeightsForm>,
     #[command(flatten)]
     pub act: super::act::ActArgs,
+    /// Object targets: NAME_run and NAME_detect split each kernel with parallel loops
+    /// across N threads (pthread_create per kernel, the caller runs one part; link with
+    /// -lpthread). Default 1: no threads, the object needs only libc and libm.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
     /// Output prefix: writes PREFIX.o and PREFIX.h (PREFIX.c and PREFIX.h for --target c;
     /// also PREFIX.cl for opencl).
     #[arg(short, long, value_name = "PREFIX")]
@@ -89,6 +94,21 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         return Err(
             InputError::whole("--cpu", "applies to the object targets (host, x86_64, aarch64) only").into()
         );
+    }
+    let threads = a.threads.unwrap_or(1);
+    if a.threads.is_some() && !a.target.is_object() {
+        return Err(InputError::whole(
+            "--threads",
+            "applies to the object targets (host, x86_64, aarch64) only",
+        )
+        .into());
+    }
+    if !(1..=llvm::MAX_THREADS).contains(&threads) {
+        return Err(InputError::whole(
+            "--threads",
+            format!("expected 1 to {}, got {threads}", llvm::MAX_THREADS),
+        )
+        .into());
     }
     let mut graph = super::load_model_or_random(&a.cfg, &a.weights)?;
     let selection = match (&a.layers, &a.plan, &a.stage) {
@@ -223,7 +243,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         }
     };
     let target = TargetSpec { arch, cpu: a.cpu.clone() };
-    let object = llvm::compile(&program, &heads, &name, &target).map_err(|e| match e {
+    let object = llvm::compile_threaded(&program, &heads, &name, &target, threads).map_err(|e| match e {
         CodegenError::Backend { msg, .. } if msg.starts_with("unknown CPU") => {
             InputError::whole("--cpu", msg).into()
         }
@@ -248,6 +268,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         object.timings[1].as_secs_f64(),
         object.timings[2].as_secs_f64(),
     );
+    if threads > 1 {
+        eprintln!("{name}_run runs parallel kernels on {threads} threads: link with -lpthread");
+    }
     eprintln!("wrote {} and {}", obj_path.display(), h_path.display());
     Ok(())
 }
