@@ -36,6 +36,9 @@ pub struct JitModel {
     pool: Option<rayon::ThreadPool>,
 }
 
+/// Parts each thread's share of a parallel kernel is cut into.
+const PARTS_PER_THREAD: usize = 4;
+
 /// Detection heads (or the last layer): `(layer, output)` in layer order.
 pub type Heads = Vec<(usize, Tensor)>;
 
@@ -193,7 +196,9 @@ impl JitModel {
         };
         let (input_len, arena_len) = self.code.buffer_lens();
         assert!(input.len() >= input_len && arena.len() >= arena_len, "buffers too short for the program");
-        let parts = pool.current_num_threads();
+        // more parts than threads, taken as threads come free: a thread that the OS
+        // delays (other processes) or that drew a costlier share holds up less
+        let parts = pool.current_num_threads() * PARTS_PER_THREAD;
         let (x, a) = (input.as_ptr() as usize, Shared(arena.as_mut_ptr()));
         pool.install(|| {
             use rayon::prelude::*;
