@@ -156,6 +156,21 @@ fn int8_kernel_edge_cases() {
             ),
         ),
         (
+            // stride 2 reads split columns: odd and even widths, dilation, 5x5, no pad
+            "stride 2: split columns",
+            net(
+                37,
+                21,
+                3,
+                &[
+                    conv(5, 3, 2, 1, "activation=leaky"),
+                    conv(4, 3, 2, 1, "dilation=2\nactivation=leaky"),
+                    conv(6, 5, 2, 0, "activation=linear"),
+                ]
+                .concat(),
+            ),
+        ),
+        (
             // 96·9 = 864 taps a channel, about 500 nonzero: two or three i16 segments
             "wide fan-in: several segments",
             net(
@@ -178,6 +193,14 @@ fn int8_kernel_edge_cases() {
     ];
     for (what, text) in &cases {
         let g = ternarized(graph("edge.cfg", text, 11), Scope::Channel);
+        if what.contains("split") {
+            let p = JitModel::compile_with(
+                &g,
+                &LowerOptions { act_steps: vec![Some(0.01); 3], ..Default::default() },
+            );
+            let names: Vec<String> = p.unwrap().program().kernels.iter().map(|k| k.name.clone()).collect();
+            assert_eq!(names.iter().filter(|n| n.contains("columns split")).count(), 3, "{names:?}");
+        }
         if what.contains("segments") {
             let p = JitModel::compile_with(
                 &g,

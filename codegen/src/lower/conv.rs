@@ -22,12 +22,25 @@ impl Lowerer<'_> {
         check_activation(cv.activation).map_err(|w| self.unsupported(i, w))?;
         let (ep, codes) = epilogue_and_codes(p, rows, cv.ternary, cv.activation);
         if let (Some(codes), Some(step)) = (&codes, self.act_step(i)) {
-            let xq = self.quantize(i, x, [cv.pad; 4], step);
-            let geo = ConvGeo::new(cv, xq, out, &self.opts.for_int8(out.w));
             let ep = Epilogue { scale: ep.scale.iter().map(|s| s * step).collect(), ..ep };
-            match self.opts.ternary {
-                TernaryKernel::Packed => self.conv_packed_i8(i, &geo, codes, &ep),
-                _ => self.conv_table_i8(i, &geo, codes, &ep),
+            if self.opts.ternary == TernaryKernel::Packed {
+                let xq = self.quantize(i, x, [cv.pad; 4], step, false);
+                let geo = ConvGeo::new(cv, xq, out, &self.opts.for_int8(out.w));
+                self.conv_packed_i8(i, &geo, codes, &ep);
+            } else {
+                // stride 2 reads even and odd columns apart, so it vectorizes too
+                let split = cv.stride_x == 2 && self.opts.vectors;
+                let xq = self.quantize(i, x, [cv.pad; 4], step, split);
+                let mut geo = ConvGeo::new(cv, xq, out, &self.opts.for_int8(out.w));
+                if split {
+                    geo.split_columns();
+                } else if !geo.vectors {
+                    // scalar sums: the float kernels' tile (16 pixels would spill)
+                    let rows = self.opts.tile_rows.max(1);
+                    let opts = LowerOptions { tile_i8: self.opts.tile, tile_rows: rows, ..self.opts.clone() };
+                    geo = ConvGeo::new(cv, xq, out, &opts.for_int8(out.w));
+                }
+                self.conv_table_i8(i, &geo, codes, &ep);
             }
             return Ok(());
         }
@@ -599,6 +612,9 @@ pub(super) struct ConvGeo {
     /// Input channels a ternary table kernel sums before it moves to the next output
     /// channel (`cin`: all at once). See [`LowerOptions::chunk_bytes`].
     pub(super) kchunk: usize,
+    /// Where a row's odd columns start when its columns are split (see
+    /// [`split_columns`](Self::split_columns)).
+    pub(super) odd_columns: Option<usize>,
 }
 
 /// How a tile pass accumulates: over every input channel (from zero, ending in the
@@ -651,6 +667,7 @@ impl ConvGeo {
             vectors,
             channel_outer,
             kchunk,
+            odd_columns: None,
         }
     }
 
@@ -727,7 +744,25 @@ impl ConvGeo {
     /// Offset of weight column `j` (input channel, ky, kx) in the padded input.
     pub(super) fn tap(&self, j: usize) -> i32 {
         let (c, ky, kx) = (j / (self.k * self.k), (j / self.k) % self.k, j % self.k);
-        (c * self.x.plane() + ky * self.dilation * self.x.w + kx * self.dilation) as i32
+        let col = kx * self.dilation;
+        // split columns: input column 2·ox + col sits at ox + col/2 (even) or at
+        // odd + ox + (col − 1)/2 (odd)
+        let col = match self.odd_columns {
+            Some(odd) if col % 2 == 1 => odd + col / 2,
+            Some(_) => col / 2,
+            None => col,
+        };
+        (c * self.x.plane() + ky * self.dilation * self.x.w + col) as i32
+    }
+
+    /// Reads a stride-2 input whose rows hold the even columns, then the odd ones
+    /// (`quantize` with `split`): output pixels then step 1 through each half, so
+    /// they can be vectors.
+    pub(super) fn split_columns(&mut self) {
+        debug_assert_eq!(self.sx, 2);
+        self.odd_columns = Some(self.x.w.div_ceil(2));
+        self.sx = 1;
+        self.vectors = true;
     }
 
     /// Input element of tap 0 for output `(oy, ox)` of group `g`.

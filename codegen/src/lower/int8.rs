@@ -55,18 +55,24 @@ impl Lowerer<'_> {
     }
 
     /// A kernel writing `x` quantized with step `step`, with a zero border
-    /// (`[top, left, bottom, right]`), at `q8[0..]`.
+    /// (`[top, left, bottom, right]`), at `q8[0..]`; with `split`, each padded row
+    /// holds its even columns, then its odd ones (`ConvGeo::split_columns`).
     pub(super) fn quantize(
         &mut self,
         i: usize,
         x: Map,
         [top, left, bottom, right]: [usize; 4],
         step: f32,
+        split: bool,
     ) -> Map {
         let dst = Map { buf: Buf::Q8, off: 0, c: x.c, h: x.h + top + bottom, w: x.w + left + right };
         // slack for the vector reads past the last row (module docs)
         self.q8_len = self.q8_len.max(dst.numel() + 8);
         let inv = 1.0 / step;
+        if split {
+            self.quantize_split(i, x, dst, [top, left], inv, step);
+            return dst;
+        }
         let mut kb = KernelBuilder::new(format!("quantize {i}, step {step:?}"), Some(i));
         let (t, q) = (kb.local(Ty::F32), kb.local(Ty::I32));
         kb.for_parallel(0, idx(x.c), 1, "c", |kb, c| {
@@ -96,6 +102,50 @@ impl Lowerer<'_> {
         });
         self.kernels.push(kb.finish());
         dst
+    }
+
+    /// [`quantize`](Self::quantize) with split columns: padded column `p` goes to
+    /// `p/2` when even, to `⌈w/2⌉ + p/2` when odd.
+    fn quantize_split(&mut self, i: usize, x: Map, dst: Map, [top, left]: [usize; 2], inv: f32, step: f32) {
+        let odd = dst.w.div_ceil(2);
+        let place = |p: usize| if p % 2 == 0 { p / 2 } else { odd + p / 2 };
+        let mut kb = KernelBuilder::new(format!("quantize {i}, columns split, step {step:?}"), Some(i));
+        let (t, q) = (kb.local(Ty::F32), kb.local(Ty::I32));
+        kb.for_parallel(0, idx(x.c), 1, "c", |kb, c| {
+            // the border: the columns either side on every row, then whole rows
+            kb.for_range(0, idx(dst.h), 1, "y", |kb, y| {
+                for p in (0..left).chain(left + x.w..dst.w) {
+                    kb.store(Buf::Q8, dst.at(&c, &y, &Index::at(idx(place(p)))), Operand::I32(0));
+                }
+            });
+            kb.for_range(0, idx(top), 1, "y", |kb, y| {
+                kb.for_range(0, idx(dst.w), 1, "x", |kb, xx| {
+                    kb.store(Buf::Q8, dst.at(&c, &y, &xx), Operand::I32(0))
+                })
+            });
+            kb.for_range(idx(top + x.h), idx(dst.h), 1, "y", |kb, y| {
+                kb.for_range(0, idx(dst.w), 1, "x", |kb, xx| {
+                    kb.store(Buf::Q8, dst.at(&c, &y, &xx), Operand::I32(0))
+                })
+            });
+            kb.for_range(0, idx(x.h), 1, "y", |kb, y| {
+                let row = y.add(idx(top));
+                for parity in 0..2 {
+                    // the first padded column of this parity inside the input
+                    let p0 = left + (parity + 2 - left % 2) % 2;
+                    if p0 >= left + x.w {
+                        continue;
+                    }
+                    let count = (left + x.w - p0).div_ceil(2);
+                    kb.for_range(0, idx(count), 1, "x", |kb, k| {
+                        kb.load(t, x.buf, x.at(&c, &y, &k.scaled(2).add(idx(p0 - left))));
+                        emit_quantize(kb, t, q, inv);
+                        kb.store(Buf::Q8, dst.at(&c, &row, &k.add(idx(place(p0)))), q);
+                    });
+                }
+            });
+        });
+        self.kernels.push(kb.finish());
     }
 
     /// The table kernel over int8 input (module docs).

@@ -519,7 +519,7 @@ impl Lowerer<'_> {
         let x = match self.act_step(i).filter(|_| codes.is_some()) {
             Some(step) => {
                 scale.iter_mut().for_each(|s| *s *= step);
-                self.quantize(i, x, [0; 4], step)
+                self.quantize(i, x, [0; 4], step, false)
             }
             None => x,
         };
