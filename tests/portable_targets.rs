@@ -73,6 +73,11 @@ struct Case {
 /// Compiles `model` at `size` (fully ternary, random weights of seed 0) for `target`
 /// and runs the reference on the same model.
 fn compile(model: &str, size: usize, target: &str, act: Act) -> Case {
+    compile_with(model, size, target, act, &[])
+}
+
+/// [`compile`] with more `ternc compile` arguments.
+fn compile_with(model: &str, size: usize, target: &str, act: Act, extra: &[&str]) -> Case {
     let what = match act {
         Act::F32 => format!("{model} ({target})"),
         _ => format!("{model} ({target} {})", act.args().join(" ")),
@@ -94,6 +99,7 @@ fn compile(model: &str, size: usize, target: &str, act: Act) -> Case {
         .arg(&cfg)
         .args(["--layers", "all", "--target", target])
         .args(act.args())
+        .args(extra)
         .arg("-o")
         .arg(&prefix)
         .output()
@@ -342,11 +348,16 @@ fn opencl_yolov2_tiny_voc_int8() {
 }
 
 fn hls_target(model: &str, size: usize, act: Act) {
+    hls_target_arch(model, size, act, false);
+}
+
+fn hls_target_arch(model: &str, size: usize, act: Act, stream: bool) {
     if !have("g++") {
         skip(&format!("{model} (hls)"), "g++ is not installed");
         return;
     }
-    let case = compile(model, size, "hls", act);
+    let extra: &[&str] = if stream { &["--hls-arch", "stream"] } else { &[] };
+    let case = compile_with(model, size, "hls", act, extra);
     let gen = case.prefix.parent().unwrap().to_path_buf();
     let tb = case.dir.path().join("tb");
     let cpps: Vec<PathBuf> = std::fs::read_dir(&gen)
@@ -376,9 +387,13 @@ fn hls_target(model: &str, size: usize, act: Act) {
     // the structure: int8 layers sum on an on-chip int8 array through integer trees
     let src = std::fs::read_to_string(gen.join("net.cpp")).unwrap();
     check_int8_kernels(&case.what, &src, act);
-    let int8_parts = ["static int8_t q8[NET_Q8_LEN];", "static inline net_tap_t net_terni(", "net_itree16("];
+    let q8 = if stream { "static int8_t q8[" } else { "static int8_t q8[NET_Q8_LEN];" };
+    let int8_parts = [q8, "static inline net_tap_t net_terni(", "net_itree16("];
     for want in int8_parts {
         assert_eq!(src.contains(want), act != Act::F32, "{}: {want:?}", case.what);
+    }
+    if stream {
+        check_stream(&case.what, &src, &case.stdout);
     }
     // the report: every ternary convolution's act, adders and code ROM
     let convs = conv_rows(&case.stdout);
@@ -419,6 +434,7 @@ fn conv_rows(report: &str) -> Vec<Row> {
     );
     report
         .lines()
+        .take_while(|l| !l.starts_with("on-chip memory")) // the streaming form's memory table
         .filter(|l| l.contains("convolutional"))
         .map(|l| {
             let cols: Vec<&str> = l.split_whitespace().collect();
@@ -454,6 +470,70 @@ fn hls_yolov3_tiny_int8() {
 #[test]
 fn hls_yolov2_tiny_voc_int8() {
     hls_target("yolov2-tiny-voc.cfg", 96, Act::I8);
+}
+
+/// The streaming form's structure: a DATAFLOW top function over on-chip buffers, AXI
+/// only in the top function and its copy processes, line buffers in the convolutions
+/// with row loops, and the memory report.
+fn check_stream(what: &str, src: &str, report: &str) {
+    let top = &src[src.find("void net_top(").expect("the top function")..];
+    assert!(top.contains("#pragma HLS DATAFLOW"), "{what}: no DATAFLOW region");
+    assert!(top.contains("#pragma HLS BIND_STORAGE variable=v0 type=ram_2p"), "{what}: no on-chip input");
+    assert!(!top.contains("arena"), "{what}: an arena in the streaming top");
+    assert_eq!(src.matches("m_axi").count(), 1 + report_heads(top), "{what}: AXI beyond in and the heads");
+    // every kernel: no AXI port, no arena beyond its own destination parameter
+    let mut line_buffers = 0;
+    for k in src.split("\nstatic void net_k").skip(1) {
+        let body = &k[..k.find("\n}\n").unwrap()];
+        assert!(!body.contains("m_axi") && !body.contains("INTERFACE"), "{what}: AXI in a kernel");
+        // a packed convolution with a row loop reads its window from the line buffer
+        if body.contains("/* oy */") && body.contains("/* code bytes */") {
+            assert!(
+                body.contains(" lb[") && body.contains("ARRAY_PARTITION variable=lb"),
+                "{what}: {body:.300}"
+            );
+            assert!(!body.contains("= in[") && !body.contains("= q8["), "{what}: window not from lb");
+            line_buffers += 1;
+        }
+    }
+    assert!(line_buffers >= 3, "{what}: {line_buffers} line buffers");
+    assert!(src.contains("static void net_lb"), "{what}: no line-buffer slide function");
+    // the report: per-layer bits and the total
+    assert!(report.contains("line-buffer bits") && report.contains("stream total:"), "{what}: {report}");
+    let rows: Vec<Vec<u64>> = report
+        .lines()
+        .skip_while(|l| !l.contains("line-buffer bits"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("stream total"))
+        .map(|l| l.split_whitespace().filter_map(|c| c.parse().ok()).collect())
+        .collect();
+    assert!(rows.iter().all(|r| r.len() == 4), "{what}: {rows:?}");
+    assert!(rows.iter().filter(|r| r[3] > 0).count() >= 3, "{what}: line-buffer bits {rows:?}");
+}
+
+/// Heads (`out<i>` ports) of a top function.
+fn report_heads(top: &str) -> usize {
+    top.lines().next().unwrap().matches("float out").count()
+}
+
+#[test]
+fn hls_stream_yolov3_tiny() {
+    hls_target_arch("yolov3-tiny.cfg", 64, Act::F32, true);
+}
+
+#[test]
+fn hls_stream_yolov2_tiny_voc() {
+    hls_target_arch("yolov2-tiny-voc.cfg", 96, Act::F32, true);
+}
+
+#[test]
+fn hls_stream_yolov3_tiny_int8() {
+    hls_target_arch("yolov3-tiny.cfg", 64, Act::I8, true);
+}
+
+#[test]
+fn hls_stream_yolov2_tiny_voc_int8() {
+    hls_target_arch("yolov2-tiny-voc.cfg", 96, Act::I8, true);
 }
 
 #[test]

@@ -28,11 +28,17 @@
 //!
 //! The kernels are the C target's loop nests (a faithful, synthesizable
 //! C-simulation reference, multiply-free ternary loops, 2-bit weight ROMs) with the
-//! ternary sums restructured as adder trees. Not here (README, "FPGA"): line buffers
-//! for convolution windows, DATAFLOW between layers (the layers share one DDR arena
-//! through one AXI port, which the memory plan reuses, so they run in order), and
-//! on-chip activation buffers; the activation reads through that port, one float a
-//! cycle, bound most loops' II, as the [`report`] shows.
+//! ternary sums restructured as adder trees. In this (`sequential`) form the layers
+//! share one DDR arena through one AXI port, which the memory plan reuses, so they
+//! run in order; the activation reads through that port, one float a cycle, bound
+//! most loops' II, as the [`report`] shows.
+//!
+//! # The streaming form (`--hls-arch stream`, [`Arch::Stream`])
+//!
+//! Layer outputs in on-chip arrays, the layers as processes of a DATAFLOW region,
+//! forks and concats where a buffer would have two consumers or producers (module
+//! `stream`), packed convolutions reading their window through a line buffer
+//! (module `line`); the report adds the on-chip bits ([`StreamReport`]).
 //!
 //! # Int8 activations (`--act i8`)
 //!
@@ -52,7 +58,20 @@ use crate::c::{self, comment, kernel_buffers, Dialect, KernelPrinter};
 use crate::program::*;
 use crate::CodegenError;
 
+mod line;
+mod stream;
 mod tree;
+
+/// The shape of the top function (`--hls-arch`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Arch {
+    /// The layers' kernels one after another over one DDR arena through AXI.
+    #[default]
+    Sequential,
+    /// Layer outputs in on-chip buffers, the layers as DATAFLOW processes, the input
+    /// and the heads over AXI once (module `stream`).
+    Stream,
+}
 
 /// The tree form of a kernel's loop, if it has one (`tree::analyse`).
 type TreeOf<'a> = dyn Fn(&Kernel, &Loop) -> Option<tree::TreeLoop> + 'a;
@@ -102,6 +121,71 @@ pub struct Report {
     pub layers: Vec<LayerReport>,
     /// Bits of the on-chip int8 activation array (0 without int8 layers).
     pub q8_bits: u64,
+    /// The on-chip buffers of the streaming form (`--hls-arch stream`).
+    pub stream: Option<StreamReport>,
+}
+
+/// One layer's on-chip memory in the streaming form.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamLayer {
+    pub layer: usize,
+    pub kind: String,
+    /// Bits of the top-level buffers holding its output (one copy per consumer where
+    /// it has several: the forks' copies).
+    pub buffer_bits: u64,
+    /// Bits of its process's local arrays (padded copies, int8 activations).
+    pub local_bits: u64,
+    /// Bits of its convolution's line buffer.
+    pub line_bits: u64,
+}
+
+/// The streaming form's memory: per layer, and the glue processes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamReport {
+    pub layers: Vec<StreamLayer>,
+    /// Bits of the input buffer (the AXI copy's destination).
+    pub input_bits: u64,
+    /// Fork processes (a value with several consumers) and concat processes (routes
+    /// the memory plan builds in place).
+    pub forks: usize,
+    pub concats: usize,
+}
+
+impl StreamReport {
+    pub fn total_bits(&self) -> u64 {
+        self.input_bits + self.layers.iter().map(|l| l.buffer_bits + l.local_bits + l.line_bits).sum::<u64>()
+    }
+}
+
+impl std::fmt::Display for StreamReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "on-chip memory (--hls-arch stream: one buffer per layer output and consumer, DATAFLOW):"
+        )?;
+        writeln!(f, "layer  type              buffer bits   local bits  line-buffer bits")?;
+        for l in &self.layers {
+            writeln!(
+                f,
+                "{:5}  {:<14} {:14} {:12} {:17}",
+                l.layer, l.kind, l.buffer_bits, l.local_bits, l.line_bits
+            )?;
+        }
+        let sum = |g: fn(&StreamLayer) -> u64| self.layers.iter().map(g).sum::<u64>() as f64 / 1e6;
+        write!(
+            f,
+            "stream total: {:.2} Mbit on chip (input {:.2}, layer buffers {:.2}, local {:.2}, line buffers {:.2}); \
+             {} fork and {} concat processes; ZCU104 has 11 Mbit BRAM + 27 Mbit URAM = 38 Mbit: {}",
+            self.total_bits() as f64 / 1e6,
+            self.input_bits as f64 / 1e6,
+            sum(|l| l.buffer_bits),
+            sum(|l| l.local_bits),
+            sum(|l| l.line_bits),
+            self.forks,
+            self.concats,
+            if self.total_bits() <= 38_000_000 { "fits" } else { "does not fit" }
+        )
+    }
 }
 
 impl Report {
@@ -170,7 +254,10 @@ impl std::fmt::Display for Report {
                 "; integer trees: II = max(1 cycle per add, on-chip int8 reads at {Q8_PORTS} a cycle)"
             )?;
         }
-        write!(f, "; layers in order, no DATAFLOW overlap)")
+        match &self.stream {
+            None => write!(f, "; layers in order, no DATAFLOW overlap)"),
+            Some(st) => write!(f, "; cycles as if in order, DATAFLOW overlaps them)\n{st}"),
+        }
     }
 }
 
@@ -283,7 +370,7 @@ fn kernel_figures(k: &Kernel, tree: Option<&TreeOf>) -> Figures {
 /// their Darknet layer): ternary sums as adder trees (module `tree`), each `code
 /// bytes` loop at II = max(one add, its activation reads).
 pub fn report(program: &Program) -> Report {
-    let tree = |k: &Kernel, l: &Loop| tree::analyse(k, l, &program.consts, "r", &|_| String::new(), 0);
+    let tree = |k: &Kernel, l: &Loop| tree::analyse(k, l, &program.consts, "r", &|_| String::new(), 0, None);
     report_with(program, Some(&tree))
 }
 
@@ -343,7 +430,7 @@ fn report_with(program: &Program, tree: Option<&TreeOf>) -> Report {
             }),
         }
     }
-    Report { layers, q8_bits: 8 * program.q8_len as u64 }
+    Report { layers, q8_bits: 8 * program.q8_len as u64, stream: None }
 }
 
 const AP_INT: &str = r#"/* A stand-in for the Vitis HLS <ap_int.h> with what ternc's HLS code uses:
@@ -386,7 +473,23 @@ template <int W> struct ap_int {
 /// Prints `program` as a Vitis HLS project; `stem` is the file name of PREFIX (the
 /// files are `stem.cpp`, `stem.h`, `stem_tb.cpp`, `stem_ap_int.h`, `stem.tcl`).
 pub fn compile(program: &Program, name: &str, stem: &str) -> Result<HlsProject, CodegenError> {
+    compile_arch(program, name, stem, Arch::Sequential)
+}
+
+/// [`compile`] with the top function's shape `arch`.
+pub fn compile_arch(
+    program: &Program,
+    name: &str,
+    stem: &str,
+    arch: Arch,
+) -> Result<HlsProject, CodegenError> {
     program.verify().map_err(CodegenError::Invalid)?;
+    let plan = match arch {
+        Arch::Sequential => None,
+        Arch::Stream => Some(
+            stream::plan(program).map_err(|e| CodegenError::Invalid(format!("--hls-arch stream: {e}")))?,
+        ),
+    };
     if stem.is_empty() || stem.contains(['"', '\\', '\n', '/']) {
         return Err(CodegenError::Invalid(format!("{stem:?} cannot be named in an #include")));
     }
@@ -430,10 +533,18 @@ pub fn compile(program: &Program, name: &str, stem: &str) -> Result<HlsProject, 
             lay.kind
         );
     }
+    let arena_param = match arch {
+        Arch::Sequential => format!(", float arena[{u}_ARENA_LEN]"),
+        Arch::Stream => String::new(),
+    };
     let _ = write!(
         h,
-        "\n/* Runs the network on in [C,H,W] (RGB, 0..1); arena is scratch; out<i> receives head i. */\n\
-         void {name}_top(const float in[{u}_INPUT_LEN], float arena[{u}_ARENA_LEN]{sep}{params});\n\n#endif\n",
+        "\n/* Runs the network on in [C,H,W] (RGB, 0..1); {scratch}out<i> receives head i. */\n\
+         void {name}_top(const float in[{u}_INPUT_LEN]{arena_param}{sep}{params});\n\n#endif\n",
+        scratch = match arch {
+            Arch::Sequential => "arena is scratch; ",
+            Arch::Stream => "every buffer is on chip (DATAFLOW); ",
+        },
         sep = if out_params.is_empty() { "" } else { ", " },
         params = out_params.join(", "),
     );
@@ -450,13 +561,16 @@ pub fn compile(program: &Program, name: &str, stem: &str) -> Result<HlsProject, 
     let untreed: RefCell<Option<String>> = RefCell::new(None);
     let mut kernels = String::new();
     let mut calls = String::new();
-    for (k, kernel) in program.kernels.iter().enumerate() {
+    let mut line_bits: std::collections::BTreeMap<usize, u64> = Default::default();
+    let kernel_list = plan.as_ref().map_or(&program.kernels, |p| &p.kernels);
+    for (k, kernel) in kernel_list.iter().enumerate() {
         let uses = kernel_buffers(kernel);
         let layer = kernel.layer.map_or(String::new(), |l| format!(" (layer {l})"));
         // the kernels of int8 layers also take the on-chip int8 activations
-        let (q8_param, q8_arg) = match uses.q8 {
-            true => (format!(", int8_t q8[{u}_Q8_LEN]"), ", q8"),
-            false => (String::new(), ""),
+        let (q8_param, q8_arg) = match (uses.q8, plan.is_some()) {
+            (true, false) => (format!(", int8_t q8[{u}_Q8_LEN]"), ", q8"),
+            (true, true) => (", int8_t *q8".to_string(), ", q8"),
+            (false, _) => (String::new(), ""),
         };
         let _ = writeln!(
             kernels,
@@ -470,11 +584,44 @@ pub fn compile(program: &Program, name: &str, stem: &str) -> Result<HlsProject, 
         if !uses.arena {
             kernels.push_str("    (void)arena;\n");
         }
+        // the streaming form: a packed convolution reads its window from a line buffer
+        let lgeo = plan.as_ref().and_then(|pl| {
+            let src_len = match uses.q8 {
+                true => *pl.q8.get(&kernel.layer?)?,
+                false => pl.values[pl.src[k]?].len(),
+            };
+            line::analyse(kernel, &program.consts, src_len)
+        });
+        if let Some(g) = &lgeo {
+            let at = kernels.rfind("/* k").unwrap_or(kernels.len());
+            kernels.insert_str(at, &line::functions(g, name, k));
+            kernels.push_str(&line::declare(g, 16));
+            *line_bits.entry(kernel.layer.unwrap_or(0)).or_insert(0) += g.bits();
+        }
+        let lb_names = |b: Buf| match (b, &lgeo) {
+            (Buf::Input | Buf::Q8, Some(_)) => "lb".to_string(),
+            (Buf::Const(t), Some(g)) if t == g.taps => format!("{name}_lbtaps{k}"),
+            _ => names(b),
+        };
         let hook = |l: &Loop, indent: usize| {
             if l.note != "code bytes" {
                 return None;
             }
-            match tree::analyse(kernel, l, &program.consts, name, &names, indent) {
+            let analysed = match &lgeo {
+                None => tree::analyse(kernel, l, &program.consts, name, &names, indent, None),
+                Some(g) => {
+                    let pad = "    ".repeat(indent + 1);
+                    let src = if uses.q8 { "q8" } else { "in" };
+                    let pre = line::before_loop(g, l, name, k, src, &pad);
+                    tree::analyse(kernel, l, &program.consts, name, &lb_names, indent + 1, Some("lbw"))
+                        .and_then(|mut t| {
+                            let p0 = "    ".repeat(indent);
+                            t.text = format!("{p0}{{\n{}{}{p0}}}\n", pre?, t.text);
+                            Some(t)
+                        })
+                }
+            };
+            match analysed {
                 Some(t) => {
                     trees.borrow_mut().insert((t.terms, t.int));
                     Some(t.text)
@@ -588,40 +735,49 @@ pub fn compile(program: &Program, name: &str, stem: &str) -> Result<HlsProject, 
         }
     }
     s.push_str(&kernels);
-    let _ = write!(
-        s,
-        "void {name}_top(const float in[{u}_INPUT_LEN], float arena[{u}_ARENA_LEN]{sep}{params}) {{\n\
+    if let Some(plan) = &plan {
+        let head_len: Vec<usize> = outs.iter().map(|o| o.1).collect();
+        stream_top(&mut s, program, plan, name, &u, &head_len, &out_params);
+    } else {
+        let _ = write!(
+            s,
+            "void {name}_top(const float in[{u}_INPUT_LEN], float arena[{u}_ARENA_LEN]{sep}{params}) {{\n\
          #pragma HLS INTERFACE m_axi port=in offset=slave bundle=gmem0 depth={u}_INPUT_LEN\n\
          #pragma HLS INTERFACE m_axi port=arena offset=slave bundle=gmem1 depth={u}_ARENA_LEN\n",
-        sep = if out_params.is_empty() { "" } else { ", " },
-        params = out_params.join(", "),
-    );
-    for i in 0..outs.len() {
-        let _ = writeln!(
-            s,
-            "#pragma HLS INTERFACE m_axi port=out{i} offset=slave bundle=gmem0 depth={u}_OUTPUT_{i}_LEN"
+            sep = if out_params.is_empty() { "" } else { ", " },
+            params = out_params.join(", "),
         );
-    }
-    s.push_str("#pragma HLS INTERFACE s_axilite port=return\n");
-    if program.has_int8() {
-        // static: on-chip memory under Vitis, not the stack in the C simulation
-        let _ = writeln!(
-            s,
-            "    /* the int8 activations of the int8 layers, on chip (block RAM) */\n    \
+        for i in 0..outs.len() {
+            let _ = writeln!(
+                s,
+                "#pragma HLS INTERFACE m_axi port=out{i} offset=slave bundle=gmem0 depth={u}_OUTPUT_{i}_LEN"
+            );
+        }
+        s.push_str("#pragma HLS INTERFACE s_axilite port=return\n");
+        if program.has_int8() {
+            // static: on-chip memory under Vitis, not the stack in the C simulation
+            let _ = writeln!(
+                s,
+                "    /* the int8 activations of the int8 layers, on chip (block RAM) */\n    \
              static int8_t q8[{u}_Q8_LEN];\n\
              #pragma HLS BIND_STORAGE variable=q8 type=ram_2p impl=bram"
-        );
-    }
-    s.push_str(&calls);
-    for (i, &(off, len)) in outs.iter().enumerate() {
-        let _ = write!(
+            );
+        }
+        s.push_str(&calls);
+        for (i, &(off, len)) in outs.iter().enumerate() {
+            let _ = write!(
             s,
             "    for (int j = 0; j < {len}; j++) {{\n#pragma HLS PIPELINE II=1\n        out{i}[j] = arena[{off} + j];\n    }}\n"
         );
+        }
+        s.push_str("}\n");
     }
-    s.push_str("}\n");
 
     // the test bench
+    let (tb_arena, tb_arena_arg) = match arch {
+        Arch::Sequential => (format!(", arena({u}_ARENA_LEN)"), ", arena.data()"),
+        Arch::Stream => (String::new(), ""),
+    };
     let mut tb = String::new();
     let _ = write!(
         tb,
@@ -630,7 +786,7 @@ pub fn compile(program: &Program, name: &str, stem: &str) -> Result<HlsProject, 
          #include \"{stem}.h\"\n\n#include <cstdio>\n#include <vector>\n\n\
          int main(int argc, char **argv) {{\n    \
          if (argc != 3) {{\n        std::fprintf(stderr, \"usage: %s IN.raw OUTDIR\\n\", argv[0]);\n        return 1;\n    }}\n    \
-         std::vector<float> in({u}_INPUT_LEN), arena({u}_ARENA_LEN);\n    \
+         std::vector<float> in({u}_INPUT_LEN){tb_arena};\n    \
          std::FILE *f = std::fopen(argv[1], \"rb\");\n    \
          if (!f) {{ std::perror(argv[1]); return 1; }}\n    \
          size_t got = std::fread(in.data(), sizeof(float), in.size(), f);\n    \
@@ -644,7 +800,7 @@ pub fn compile(program: &Program, name: &str, stem: &str) -> Result<HlsProject, 
         let _ = writeln!(tb, "    std::vector<float> out{i}({u}_OUTPUT_{i}_LEN);");
     }
     let args: Vec<String> = (0..outs.len()).map(|i| format!(", out{i}.data()")).collect();
-    let _ = writeln!(tb, "    {name}_top(in.data(), arena.data(){});", args.concat());
+    let _ = writeln!(tb, "    {name}_top(in.data(){tb_arena_arg}{});", args.concat());
     for i in 0..outs.len() {
         let _ = write!(
             tb,
@@ -686,6 +842,193 @@ pub fn compile(program: &Program, name: &str, stem: &str) -> Result<HlsProject, 
             (format!("{stem}_ap_int.h"), AP_INT.to_string()),
             (format!("{stem}.tcl"), tcl),
         ],
-        report: report(program),
+        report: match &plan {
+            None => report(program),
+            Some(plan) => {
+                Report { stream: Some(stream_report(program, plan, &line_bits)), ..report(program) }
+            }
+        },
     })
+}
+
+/// The streaming top function: buffers, the processes (one function a layer), the
+/// DATAFLOW region.
+fn stream_top(
+    s: &mut String,
+    program: &Program,
+    plan: &stream::Plan,
+    name: &str,
+    u: &str,
+    head_len: &[usize],
+    out_params: &[String],
+) {
+    use stream::{edge, Proc};
+    let _ = write!(
+        s,
+        "/* the input in from AXI, once */\nstatic void {name}_p0(const float *in, float x[{u}_INPUT_LEN]) {{\n    \
+         for (int j = 0; j < {u}_INPUT_LEN; j++) {{\n#pragma HLS PIPELINE II=1\n        x[j] = in[j];\n    }}\n}}\n\n"
+    );
+    stream::glue_functions(s, plan, name, head_len);
+    // the layers' processes
+    for (p, proc) in plan.procs.iter().enumerate() {
+        let Proc::Layer { layer, kernels } = proc else { continue };
+        let mut params = Vec::new();
+        let mut locals = String::new();
+        for (v, val) in plan.values.iter().enumerate() {
+            if val.producer == p && !val.local {
+                params.push(format!("float v{v}[{}]", val.len()));
+            } else if val.producer == p {
+                let bits = val.len() as u64 * 32;
+                let _ = writeln!(
+                    locals,
+                    "    /* scratch of layer {layer} (padded copy), on chip */\n    static float v{v}[{}];\n\
+                     #pragma HLS BIND_STORAGE variable=v{v} type=ram_2p impl={}",
+                    val.len(),
+                    stream::storage(bits)
+                );
+            } else if val.consumers.contains(&p) {
+                params.insert(0, format!("const float {}[{}]", edge(plan, v, p), val.len()));
+            }
+        }
+        if let Some(&q) = plan.q8.get(layer) {
+            let _ = writeln!(
+                locals,
+                "    /* the int8 activations of layer {layer}, on chip */\n    static int8_t q8[{q}];\n\
+                 #pragma HLS BIND_STORAGE variable=q8 type=ram_2p impl=bram"
+            );
+        }
+        let _ = writeln!(
+            s,
+            "/* layer {layer} ({}) as a DATAFLOW process */\nstatic void {name}_p{p}({}) {{\n{locals}",
+            program.layers[*layer].kind,
+            params.join(", ")
+        );
+        for &k in kernels {
+            let arg = |v: Option<usize>| match v {
+                None => "0".to_string(),
+                Some(v) if plan.values[v].producer == p => format!("v{v}"),
+                Some(v) => edge(plan, v, p),
+            };
+            let q8 =
+                if plan.q8.contains_key(layer) && kernel_buffers(&plan.kernels[k]).q8 { ", q8" } else { "" };
+            let _ = writeln!(s, "    {name}_k{k}({}, {}{q8});", arg(plan.src[k]), arg(plan.dst[k]));
+        }
+        s.push_str("}\n\n");
+    }
+    // the top function
+    let _ = write!(
+        s,
+        "void {name}_top(const float in[{u}_INPUT_LEN]{sep}{params}) {{\n\
+         #pragma HLS INTERFACE m_axi port=in offset=slave bundle=gmem0 depth={u}_INPUT_LEN\n",
+        sep = if out_params.is_empty() { "" } else { ", " },
+        params = out_params.join(", "),
+    );
+    for i in 0..head_len.len() {
+        let _ = writeln!(
+            s,
+            "#pragma HLS INTERFACE m_axi port=out{i} offset=slave bundle=gmem1 depth={u}_OUTPUT_{i}_LEN"
+        );
+    }
+    s.push_str("#pragma HLS INTERFACE s_axilite port=return\n");
+    s.push_str(
+        "    /* every layer output in its own on-chip buffer (one per consumer), static: not the stack */\n",
+    );
+    for (v, val) in plan.values.iter().enumerate() {
+        if val.local {
+            continue;
+        }
+        let what = match val.layer {
+            None => "the input".to_string(),
+            Some(l) => format!("layer {l} ({})", program.layers[l].kind),
+        };
+        let mut names = vec![format!("v{v}")];
+        if val.consumers.len() > 1 {
+            names.extend((0..val.consumers.len()).map(|j| format!("v{v}_{j}")));
+        }
+        for n in names {
+            let _ = writeln!(
+                s,
+                "    static float {n}[{}]; /* {what} */\n#pragma HLS BIND_STORAGE variable={n} type=ram_2p impl={}",
+                val.len(),
+                stream::storage(val.len() as u64 * 32)
+            );
+        }
+    }
+    s.push_str("#pragma HLS DATAFLOW\n");
+    let forks = |s: &mut String, p: usize| {
+        for (v, val) in plan.values.iter().enumerate() {
+            if val.producer == p && !val.local && val.consumers.len() > 1 {
+                let outs: Vec<String> = (0..val.consumers.len()).map(|j| format!("v{v}_{j}")).collect();
+                let _ = writeln!(s, "    {name}_fork{v}(v{v}, {});", outs.join(", "));
+            }
+        }
+    };
+    for (p, proc) in plan.procs.iter().enumerate() {
+        let args: Vec<String> = match proc {
+            Proc::Input => vec!["in".into(), "v0".into()],
+            Proc::Layer { .. } => {
+                let mut a = Vec::new();
+                for (v, val) in plan.values.iter().enumerate() {
+                    if val.producer == p && !val.local {
+                        a.push(format!("v{v}"));
+                    } else if val.producer != p && val.consumers.contains(&p) {
+                        a.insert(0, edge(plan, v, p));
+                    }
+                }
+                a
+            }
+            Proc::Concat { value, parts } => {
+                let mut a: Vec<String> = parts.iter().map(|&q| edge(plan, q, p)).collect();
+                a.push(format!("v{value}"));
+                a
+            }
+            Proc::Output { head, value } => vec![edge(plan, *value, p), format!("out{head}")],
+        };
+        let _ = writeln!(s, "    {name}_p{p}({});", args.join(", "));
+        forks(s, p);
+    }
+    s.push_str("}\n");
+}
+
+/// The streaming form's memory figures.
+fn stream_report(
+    program: &Program,
+    plan: &stream::Plan,
+    line_bits: &std::collections::BTreeMap<usize, u64>,
+) -> StreamReport {
+    let mut layers = Vec::new();
+    for proc in &plan.procs {
+        let stream::Proc::Layer { layer, .. } = proc else { continue };
+        let (buffer_bits, local_bits) = stream::layer_bits(plan, *layer);
+        layers.push(StreamLayer {
+            layer: *layer,
+            kind: program.layers[*layer].kind.clone(),
+            buffer_bits,
+            local_bits,
+            line_bits: line_bits.get(layer).copied().unwrap_or(0),
+        });
+    }
+    // routes assembled by concat processes count as their layer's buffers
+    for v in &plan.values {
+        if let (Some(l), false) = (v.layer, layers.iter().any(|x| Some(x.layer) == v.layer)) {
+            let (buffer_bits, local_bits) = stream::layer_bits(plan, l);
+            layers.push(StreamLayer {
+                layer: l,
+                kind: program.layers[l].kind.clone(),
+                buffer_bits,
+                local_bits,
+                line_bits: 0,
+            });
+        }
+    }
+    layers.sort_by_key(|l| l.layer);
+    let input = &plan.values[0];
+    StreamReport {
+        layers,
+        input_bits: (input.len() as u64)
+            * 32
+            * if input.consumers.len() > 1 { 1 + input.consumers.len() as u64 } else { 1 },
+        forks: plan.values.iter().filter(|v| !v.local && v.consumers.len() > 1).count(),
+        concats: plan.procs.iter().filter(|p| matches!(p, stream::Proc::Concat { .. })).count(),
+    }
 }

@@ -40,6 +40,13 @@ impl Target {
     }
 }
 
+/// The HLS top function's shape (`--hls-arch`).
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HlsArch {
+    Sequential,
+    Stream,
+}
+
 /// The storage of ternary weights in the generated code.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WeightsForm {
@@ -82,6 +89,12 @@ pub struct Args {
     /// -lpthread). Default 1: no threads, the object needs only libc and libm.
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+    /// --target hls: the top function's shape: `sequential` (the kernels in order over one
+    /// DDR arena through AXI) or `stream` (every layer output in an on-chip buffer, the
+    /// layers as DATAFLOW processes, convolutions through line buffers; the report adds
+    /// the on-chip bits per layer).
+    #[arg(long, value_enum, value_name = "ARCH", default_value = "sequential")]
+    pub hls_arch: HlsArch,
     /// Output prefix: writes PREFIX.o and PREFIX.h (PREFIX.c and PREFIX.h for --target c;
     /// also PREFIX.cl for opencl).
     #[arg(short, long, value_name = "PREFIX")]
@@ -220,7 +233,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                     InputError::whole(&a.output, "the output name cannot be used in a C++ #include").into()
                 );
             }
-            let project = hls::compile(&program, &name, &stem).map_err(bad_model)?;
+            let arch = match a.hls_arch {
+                HlsArch::Sequential => hls::Arch::Sequential,
+                HlsArch::Stream => hls::Arch::Stream,
+            };
+            let project = hls::compile_arch(&program, &name, &stem, arch).map_err(bad_model)?;
             let dir = a.output.parent().map(PathBuf::from).unwrap_or_default();
             let mut written = Vec::new();
             for (file, text) in &project.files {

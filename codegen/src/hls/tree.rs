@@ -132,6 +132,7 @@ pub(crate) fn analyse(
     prefix: &str,
     buf_name: &dyn Fn(Buf) -> String,
     indent: usize,
+    shift: Option<&str>,
 ) -> Option<TreeLoop> {
     if l.note != "code bytes" || l.body.iter().any(|s| !matches!(s, Stmt::Assign { .. })) {
         return None;
@@ -215,6 +216,11 @@ pub(crate) fn analyse(
                     for lane in 0..lanes(*dst) {
                         n += 1;
                         let idx = shifted(&index.add(lane as i64), l.var, l.step, g, tap.as_deref());
+                        // a line buffer: the window's rows start at `shift`
+                        let idx = match shift {
+                            Some(sh) => format!("{idx} - {sh}"),
+                            None => idx,
+                        };
                         let _ = writeln!(body, "{pad}const {ty} x{n} = {}[{idx}];", buf_name(*b));
                         sym.insert((d, lane), Sym::X(format!("x{n}")));
                         reads += 1;
