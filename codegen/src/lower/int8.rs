@@ -108,7 +108,7 @@ impl Lowerer<'_> {
     /// `p/2` when even, to `⌈w/2⌉ + p/2` when odd.
     fn quantize_split(&mut self, i: usize, x: Map, dst: Map, [top, left]: [usize; 2], inv: f32, step: f32) {
         let odd = dst.w.div_ceil(2);
-        let place = |p: usize| if p % 2 == 0 { p / 2 } else { odd + p / 2 };
+        let place = |p: usize| if p.is_multiple_of(2) { p / 2 } else { odd + p / 2 };
         let mut kb = KernelBuilder::new(format!("quantize {i}, columns split, step {step:?}"), Some(i));
         let (t, q) = (kb.local(Ty::F32), kb.local(Ty::I32));
         kb.for_parallel(0, idx(x.c), 1, "c", |kb, c| {
