@@ -3,35 +3,15 @@
 //! (reorg) at a small size (float and fully ternarized), and on hand-written cfgs
 //! covering the kernels' edge cases.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{conv, graph, model, net, ternarized};
 
 use ternc_codegen::{CodegenError, LowerOptions, TernaryKernel};
-use ternc_frontend::{init::init, parse_cfg_text};
 use ternc_ir::Graph;
-use ternc_passes::spec::Spec;
-use ternc_passes::ternarize::{self, Scope};
+use ternc_passes::ternarize::Scope;
 use ternc_runtime::jit::JitModel;
 use ternc_runtime::{Reference, Tensor};
-
-fn graph(name: &str, text: &str, seed: u64) -> Graph {
-    let mut g = parse_cfg_text(Path::new(name), text).unwrap_or_else(|e| panic!("{e}\n{text}")).graph;
-    g.params = init(&g, seed);
-    g
-}
-
-fn model(file: &str, size: usize) -> Graph {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models").join(file);
-    let text = ternc_frontend::with_input_size(&std::fs::read_to_string(&path).unwrap(), size, size);
-    graph(file, &text, 7)
-}
-
-/// Ternarizes every weight layer (per-layer α), then folds batchnorm.
-fn ternarized(mut g: Graph, scope: Scope) -> Graph {
-    let sel = Spec::parse("all").unwrap().select(&g).unwrap();
-    ternarize::run(&mut g, &sel, scope, 0.7).unwrap();
-    ternc_passes::fold::run(&mut g).unwrap();
-    g
-}
 
 fn input(g: &Graph, seed: u32) -> Tensor {
     let s = g.input_shape();
@@ -153,17 +133,6 @@ fn twn_stage_cfg_with_ternary_flags() {
     let g = model("darknet-twn/yolov3-tiny-voc_M1.cfg", 64);
     assert!((0..g.num_layers()).any(|i| g.layer(i).op.is_ternary()));
     compare("yolov3-tiny-voc_M1", &g, &LowerOptions::default(), TOL);
-}
-
-fn net(w: usize, h: usize, c: usize, body: &str) -> String {
-    format!("[net]\nwidth={w}\nheight={h}\nchannels={c}\n\n{body}")
-}
-
-fn conv(filters: usize, size: usize, stride: usize, pad: usize, extra: &str) -> String {
-    format!(
-        "[convolutional]\nbatch_normalize=1\nfilters={filters}\nsize={size}\nstride={stride}\n\
-         pad={pad}\n{extra}\n"
-    )
 }
 
 /// Tiny networks over the kernels' edge cases, each run float and ternary (both

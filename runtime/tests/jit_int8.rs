@@ -14,35 +14,16 @@
 //! JIT's two int8 kernels: table (i16 segments) and packed (scalar i32) must give the
 //! same bits, layer by layer.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{conv, graph, model, net, ternarized};
 
 use ternc_codegen::{LowerOptions, TernaryKernel};
-use ternc_frontend::{init::init, parse_cfg_text};
 use ternc_ir::Graph;
-use ternc_passes::spec::Spec;
-use ternc_passes::ternarize::{self, Scope};
+use ternc_passes::ternarize::Scope;
 use ternc_runtime::jit::JitModel;
 use ternc_runtime::quant::{self, ActScales};
 use ternc_runtime::{Reference, Tensor};
-
-fn graph(name: &str, text: &str, seed: u64) -> Graph {
-    let mut g = parse_cfg_text(Path::new(name), text).unwrap_or_else(|e| panic!("{e}\n{text}")).graph;
-    g.params = init(&g, seed);
-    g
-}
-
-fn model(file: &str, size: usize) -> Graph {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models").join(file);
-    let text = ternc_frontend::with_input_size(&std::fs::read_to_string(&path).unwrap(), size, size);
-    graph(file, &text, 7)
-}
-
-fn ternarized(mut g: Graph, scope: Scope) -> Graph {
-    let sel = Spec::parse("all").unwrap().select(&g).unwrap();
-    ternarize::run(&mut g, &sel, scope, 0.7).unwrap();
-    ternc_passes::fold::run(&mut g).unwrap();
-    g
-}
 
 /// max |a − b| / max |b| (b the reference).
 fn rel_err(a: &[f32], b: &[f32]) -> f64 {
@@ -93,17 +74,6 @@ fn compare(what: &str, g: &Graph, opts: &LowerOptions, agreement: Agreement) -> 
 
 /// As the float path's differential tests: the sums are the same integers.
 const TOL: f64 = 1e-4;
-
-fn net(w: usize, h: usize, c: usize, body: &str) -> String {
-    format!("[net]\nwidth={w}\nheight={h}\nchannels={c}\n\n{body}")
-}
-
-fn conv(filters: usize, size: usize, stride: usize, pad: usize, extra: &str) -> String {
-    format!(
-        "[convolutional]\nbatch_normalize=1\nfilters={filters}\nsize={size}\nstride={stride}\n\
-         pad={pad}\n{extra}\n"
-    )
-}
 
 #[test]
 fn int8_kernel_edge_cases() {

@@ -24,21 +24,18 @@ impl Lowerer<'_> {
         if let (Some(codes), Some(step)) = (&codes, self.act_step(i)) {
             let ep = Epilogue { scale: ep.scale.iter().map(|s| s * step).collect(), ..ep };
             if self.opts.ternary == TernaryKernel::Packed {
+                // (the vector tiling: its tiles are the HLS adder trees' width)
                 let xq = self.quantize(i, x, [cv.pad; 4], step, false);
-                let geo = ConvGeo::new(cv, xq, out, &self.opts.for_int8(out.w));
+                let geo = ConvGeo::new(cv, xq, out, &self.opts.for_int8(out.w, true));
                 self.conv_packed_i8(i, &geo, codes, &ep);
             } else {
                 // stride 2 reads even and odd columns apart, so it vectorizes too
                 let split = cv.stride_x == 2 && self.opts.vectors;
+                let vectors = split || (cv.stride_x == 1 && self.opts.vectors);
                 let xq = self.quantize(i, x, [cv.pad; 4], step, split);
-                let mut geo = ConvGeo::new(cv, xq, out, &self.opts.for_int8(out.w));
+                let mut geo = ConvGeo::new(cv, xq, out, &self.opts.for_int8(out.w, vectors));
                 if split {
                     geo.split_columns();
-                } else if !geo.vectors {
-                    // scalar sums: the float kernels' tile (16 pixels would spill)
-                    let rows = self.opts.tile_rows.max(1);
-                    let opts = LowerOptions { tile_i8: self.opts.tile, tile_rows: rows, ..self.opts.clone() };
-                    geo = ConvGeo::new(cv, xq, out, &opts.for_int8(out.w));
                 }
                 self.conv_table_i8(i, &geo, codes, &ep);
             }
@@ -270,23 +267,50 @@ impl Lowerer<'_> {
     }
 
     /// The decode table of 2-bit codes, shared by the program's packed layers: entry
-    /// `256·q + byte` is code `q` of `byte` as 0.0, +1.0 or −1.0 (`0b10`, never
-    /// emitted, reads as 0).
-    fn decode2_table(&mut self) -> Buf {
-        const NAME: &str = "ternary2.decode";
-        if let Some(k) = self.consts.iter().position(|t| t.name == NAME) {
+    /// `256·q + byte` is code `q` of `byte` as 0, +1 or −1 (`0b10`, never emitted,
+    /// reads as 0): `f32` for float kernels, `i32` (`int`) for integer ones.
+    pub(super) fn decode2_table(&mut self, int: bool) -> Buf {
+        let name = if int { "ternary2.decode_i32" } else { "ternary2.decode" };
+        if let Some(k) = self.consts.iter().position(|t| t.name == name) {
             return Buf::Const(k);
         }
-        let dec = (0..4)
-            .flat_map(|q| {
-                (0..256u32).map(move |b| match (b >> (2 * q)) & 3 {
-                    0b01 => 1.0f32,
-                    0b11 => -1.0,
-                    _ => 0.0,
-                })
+        let codes = (0..4).flat_map(|q| {
+            (0..256u32).map(move |b| match (b >> (2 * q)) & 3 {
+                0b01 => 1i32,
+                0b11 => -1,
+                _ => 0,
             })
-            .collect();
-        self.table(NAME.to_string(), ConstData::F32(dec))
+        });
+        let data = match int {
+            true => ConstData::I32(codes.collect()),
+            false => ConstData::F32(codes.map(|c| c as f32).collect()),
+        };
+        self.table(name.to_string(), data)
+    }
+
+    /// The constant tables of a packed kernel: each channel's 2-bit code row, the
+    /// tap offset of every code column (padding columns point at tap 0 with code 0),
+    /// and the epilogue's scale and bias.
+    pub(super) fn packed_tables(
+        &mut self,
+        i: usize,
+        geo: &ConvGeo,
+        codes: &[i8],
+        ep: &Epilogue,
+    ) -> PackedTables {
+        let rows = codes.len() / geo.kk.max(1);
+        let packed =
+            ternc_passes::pack::Packed2::pack(codes, rows, geo.kk, ternc_passes::pack::Scales::Layer(1.0))
+                .expect("codes of a ternary layer are -1, 0 or +1");
+        let row_bytes = packed.row_bytes;
+        let taps: Vec<i32> = (0..4 * row_bytes).map(|j| if j < geo.kk { geo.tap(j) } else { 0 }).collect();
+        PackedTables {
+            row_bytes,
+            codes: self.table(format!("conv{i}.codes2"), ConstData::U8(packed.data)),
+            taps: self.table(format!("conv{i}.taps"), ConstData::I32(taps)),
+            scale: self.table(format!("conv{i}.scale"), ConstData::F32(ep.scale.clone())),
+            bias: self.table(format!("conv{i}.bias"), ConstData::F32(ep.bias.clone())),
+        }
     }
 
     /// [`TernaryKernel::Packed`]: per output channel, the packed row's bytes in order;
@@ -295,17 +319,9 @@ impl Lowerer<'_> {
     /// 0 with code 0), and every accumulator of the tile gets
     /// `+ select(c > 0, x, 0) − select(c < 0, x, 0)`.
     pub(super) fn conv_packed(&mut self, i: usize, geo: &ConvGeo, codes: &[i8], ep: &Epilogue) {
-        let rows = codes.len() / geo.kk.max(1);
-        let packed =
-            ternc_passes::pack::Packed2::pack(codes, rows, geo.kk, ternc_passes::pack::Scales::Layer(1.0))
-                .expect("codes of a ternary layer are -1, 0 or +1");
-        let row_bytes = packed.row_bytes;
-        let taps: Vec<i32> = (0..4 * row_bytes).map(|j| if j < geo.kk { geo.tap(j) } else { 0 }).collect();
-        let dec = self.decode2_table();
-        let codes_t = self.table(format!("conv{i}.codes2"), ConstData::U8(packed.data));
-        let taps_t = self.table(format!("conv{i}.taps"), ConstData::I32(taps));
-        let scale = self.table(format!("conv{i}.scale"), ConstData::F32(ep.scale.clone()));
-        let bias = self.table(format!("conv{i}.bias"), ConstData::F32(ep.bias.clone()));
+        let dec = self.decode2_table(false);
+        let PackedTables { row_bytes, codes: codes_t, taps: taps_t, scale, bias } =
+            self.packed_tables(i, geo, codes, ep);
         let mut kb = KernelBuilder::new(format!("conv {i} ternary packed"), Some(i));
         let r = Regs::new(&mut kb, geo);
         let (byte, tap) = (kb.local(Ty::I32), kb.local(Ty::I32));
@@ -401,6 +417,15 @@ impl Lowerer<'_> {
         }
         self.kernels.push(kb.finish());
     }
+}
+
+/// See [`Lowerer::packed_tables`].
+pub(super) struct PackedTables {
+    pub(super) row_bytes: usize,
+    pub(super) codes: Buf,
+    pub(super) taps: Buf,
+    pub(super) scale: Buf,
+    pub(super) bias: Buf,
 }
 
 /// One tile: `rows` output rows of `n` pixels.

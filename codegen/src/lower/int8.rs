@@ -21,7 +21,7 @@
 //!   sums in scalar `i32`s: `acc += select(code > 0, q, 0) − select(code < 0, q, 0)`,
 //!   integer-only.
 
-use super::conv::{ConvGeo, Regs, Tile};
+use super::conv::{ConvGeo, PackedTables, Regs, Tile};
 use super::*;
 
 /// Taps an `i16` sum of int8 values may take without wrapping: `258·127 = 32766`.
@@ -31,16 +31,22 @@ pub const SEGMENT_TAPS: usize = 258;
 const QMAX: f32 = 127.0;
 
 impl LowerOptions {
-    /// The options an int8 convolution with `width`-pixel output rows is tiled with:
-    /// [`tile_i8`](Self::tile_i8) pixels, as many rows as keep about 12 `i16x8` sums
-    /// (what the tap loop holds in registers) of the row's first tile, a quarter of
-    /// the bytes per input element, no channel chunks.
-    pub(super) fn for_int8(&self, width: usize) -> LowerOptions {
-        let tile = self.tile_i8;
-        let per_row = tile.min(width).div_ceil(8).max(1);
+    /// The options an int8 convolution with `width`-pixel output rows is tiled with,
+    /// a quarter of the bytes per input element and no channel chunks. With
+    /// `vectors`: [`tile_i8`](Self::tile_i8) pixels, as many rows as keep about 12
+    /// `i16x8` sums (what the tap loop holds in registers) of the row's first tile;
+    /// scalar sums take the float kernels' tile, one row unless set (more would spill).
+    pub(super) fn for_int8(&self, width: usize, vectors: bool) -> LowerOptions {
+        let (tile, tile_rows) = if vectors {
+            let per_row = self.tile_i8.min(width).div_ceil(8).max(1);
+            let auto = (12 / per_row).clamp(1, 4);
+            (self.tile_i8, if self.tile_rows > 0 { self.tile_rows } else { auto })
+        } else {
+            (self.tile, self.tile_rows.max(1))
+        };
         LowerOptions {
             tile,
-            tile_rows: if self.tile_rows > 0 { self.tile_rows } else { (12 / per_row).clamp(1, 4) },
+            tile_rows,
             channel_outer_max_bytes: 4 * self.channel_outer_max_bytes,
             chunk_bytes: 0,
             ..self.clone()
@@ -200,7 +206,6 @@ impl Lowerer<'_> {
                 }
             }
         }
-        let r = r;
         let q = QRegs::new(&mut kb, geo);
         let (plus, minus, end, tap) =
             (kb.local(Ty::I32), kb.local(Ty::I32), kb.local(Ty::I32), kb.local(Ty::I32));
@@ -241,17 +246,9 @@ impl Lowerer<'_> {
     /// The packed kernel over int8 input (module docs): scalar `i32` sums.
     pub(super) fn conv_packed_i8(&mut self, i: usize, geo: &ConvGeo, codes: &[i8], ep: &Epilogue) {
         let geo = &ConvGeo { vectors: false, ..geo.clone() };
-        let rows = codes.len() / geo.kk.max(1);
-        let packed =
-            ternc_passes::pack::Packed2::pack(codes, rows, geo.kk, ternc_passes::pack::Scales::Layer(1.0))
-                .expect("codes of a ternary layer are -1, 0 or +1");
-        let row_bytes = packed.row_bytes;
-        let taps: Vec<i32> = (0..4 * row_bytes).map(|j| if j < geo.kk { geo.tap(j) } else { 0 }).collect();
-        let dec = self.decode2_i32_table();
-        let codes_t = self.table(format!("conv{i}.codes2"), ConstData::U8(packed.data));
-        let taps_t = self.table(format!("conv{i}.taps"), ConstData::I32(taps));
-        let scale = self.table(format!("conv{i}.scale"), ConstData::F32(ep.scale.clone()));
-        let bias = self.table(format!("conv{i}.bias"), ConstData::F32(ep.bias.clone()));
+        let dec = self.decode2_table(true);
+        let PackedTables { row_bytes, codes: codes_t, taps: taps_t, scale, bias } =
+            self.packed_tables(i, geo, codes, ep);
         let mut kb = KernelBuilder::new(format!("conv {i} ternary packed int8"), Some(i));
         let r = Regs::new(&mut kb, geo);
         let q = QRegs::new(&mut kb, geo);
@@ -296,24 +293,6 @@ impl Lowerer<'_> {
             },
         );
         self.kernels.push(kb.finish());
-    }
-
-    /// Like `decode2_table`, as `i32` codes (0, +1, −1) for integer kernels.
-    fn decode2_i32_table(&mut self) -> Buf {
-        const NAME: &str = "ternary2.decode_i32";
-        if let Some(k) = self.consts.iter().position(|t| t.name == NAME) {
-            return Buf::Const(k);
-        }
-        let dec = (0..4)
-            .flat_map(|q| {
-                (0..256u32).map(move |b| match (b >> (2 * q)) & 3 {
-                    0b01 => 1,
-                    0b11 => -1,
-                    _ => 0,
-                })
-            })
-            .collect();
-        self.table(NAME.to_string(), ConstData::I32(dec))
     }
 }
 
